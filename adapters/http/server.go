@@ -1,0 +1,115 @@
+// Package http is Maillage's HTTP API v1 (chi): bearer-token
+// authentication, strict JSON decoding, commands on cases with
+// Idempotency-Key and If-Match, timelines as the caller may see them, and
+// RFC 9457 problem+json errors. It is documented in docs/api.md.
+package http
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+
+	"github.com/maillage/maillage/adapters/directory"
+	"github.com/maillage/maillage/domain/cases"
+)
+
+// MaxBodyBytes bounds request bodies: a command is a few kilobytes at most.
+const MaxBodyBytes = 64 << 10
+
+// Handler serves the API.
+type Handler struct {
+	cases     *cases.Service
+	directory *directory.Directory
+	log       *slog.Logger
+	router    chi.Router
+}
+
+// Option configures a Handler.
+type Option func(*Handler)
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(h *Handler) { h.log = l } }
+
+// NewHandler returns the API over the case service and the directory.
+func NewHandler(svc *cases.Service, dir *directory.Directory, opts ...Option) *Handler {
+	h := &Handler{cases: svc, directory: dir, log: slog.New(slog.DiscardHandler)}
+	for _, o := range opts {
+		o(h)
+	}
+	r := chi.NewRouter()
+	r.Use(middleware.RequestID, h.logRequests, middleware.Recoverer)
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, r, Problem{Type: problemType("no_such_route"), Title: "Introuvable", Status: http.StatusNotFound,
+			Detail: "aucune ressource à cette adresse ; voir docs/api.md", Rule: "no_such_route"})
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, r, Problem{Type: problemType("method_not_allowed"), Title: "Méthode non permise", Status: http.StatusMethodNotAllowed,
+			Detail: "cette méthode n'est pas permise sur cette ressource ; voir docs/api.md", Rule: "method_not_allowed"})
+	})
+	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+	r.Route("/v1", func(r chi.Router) {
+		r.Use(h.authenticate)
+		r.Get("/me", h.me)
+		r.Get("/institutions", h.institutions)
+		r.Post("/cases", h.openCase)
+		r.Get("/cases/{caseID}", h.summary)
+		r.Post("/cases/{caseID}/events", h.recordEvent)
+		r.Get("/cases/{caseID}/timeline", h.timeline)
+	})
+	h.router = r
+	return h
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.router.ServeHTTP(w, r) }
+
+type principalKey struct{}
+
+// principal returns the authenticated caller.
+func principal(ctx context.Context) directory.Principal {
+	p, _ := ctx.Value(principalKey{}).(directory.Principal)
+	return p
+}
+
+func (h *Handler) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || token == "" {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="maillage"`)
+			writeProblem(w, r, Problem{Type: problemType("unauthenticated"), Title: "Authentification requise", Status: http.StatusUnauthorized,
+				Detail: "ajoutez l'en-tête Authorization: Bearer <jeton>", Rule: "unauthenticated", Field: "Authorization"})
+			return
+		}
+		p, err := h.directory.Authenticate(strings.TrimSpace(token))
+		if errors.Is(err, directory.ErrUnknownToken) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="maillage", error="invalid_token"`)
+			writeProblem(w, r, Problem{Type: problemType("invalid_token"), Title: "Jeton inconnu", Status: http.StatusUnauthorized,
+				Detail: "ce jeton n'est pas reconnu : vérifiez-le ou demandez-en un nouveau à l'administrateur", Rule: "invalid_token", Field: "Authorization"})
+			return
+		}
+		if err != nil {
+			writeError(w, r, h.log, err)
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
+	})
+}
+
+// logRequests logs one line per request: method, route pattern, status and
+// duration, with the request id. Never the body or the query (they can carry
+// case content), never the token.
+func (h *Handler) logRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
+		next.ServeHTTP(ww, r)
+		route := chi.RouteContext(r.Context()).RoutePattern()
+		h.log.Info("request", "request_id", middleware.GetReqID(r.Context()), "method", r.Method, "route", route,
+			"status", ww.Status(), "duration", time.Since(start))
+	})
+}

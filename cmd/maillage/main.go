@@ -1,0 +1,62 @@
+// Command maillage is Maillage's one binary. It only wires: the domain,
+// projections and adapters do the work.
+//
+//	maillage serve [--data DIR] [--addr :8080] [--nats URL] [--demo]
+//	maillage admin institution add|list ...
+//	maillage admin token issue ...
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `maillage: the shared support plan and auditable history of a child in care.
+
+Usage:
+  maillage serve [flags]                run the API server (embedded NATS JetStream by default)
+  maillage admin institution add [...]  register an institution in the directory
+  maillage admin institution list       list the directory's institutions
+  maillage admin token issue [...]      issue a bearer token (shown once)
+
+Run "maillage <command> -h" for a command's flags.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(os.Stderr, "maillage:", err)
+		os.Exit(1)
+	}
+}
+
+// run dispatches a command line; tests call it as the binary would be called.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errors.New(`no command given: try "maillage serve"`)
+	}
+	switch args[0] {
+	case "serve":
+		m := NewMain(stdout, stderr)
+		if err := m.ParseFlags(args[1:]); err != nil {
+			return err
+		}
+		return m.Serve(ctx)
+	case "admin":
+		return runAdmin(ctx, args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("unknown command %q: see the list above", args[0])
+}

@@ -1,0 +1,177 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/maillage/maillage/adapters/directory"
+	mhttp "github.com/maillage/maillage/adapters/http"
+	"github.com/maillage/maillage/adapters/jetstream"
+	"github.com/maillage/maillage/domain/cases"
+)
+
+// Main is the server process: parse flags, open, serve, close. Tests start
+// the real server through it.
+type Main struct {
+	DataDir   string
+	Addr      string
+	NatsURL   string
+	Demo      bool
+	LogFormat string
+	// ShutdownTimeout bounds how long in-flight requests may finish on
+	// SIGTERM.
+	ShutdownTimeout time.Duration
+
+	stdout, stderr io.Writer
+	log            *slog.Logger
+
+	store     *jetstream.Store
+	directory *directory.Directory
+	cases     *cases.Service
+	listener  net.Listener
+	server    *http.Server
+	served    chan error
+}
+
+// NewMain returns a Main with the defaults, writing to stdout and stderr.
+func NewMain(stdout, stderr io.Writer) *Main {
+	return &Main{DataDir: "data", Addr: ":8080", LogFormat: "text", ShutdownTimeout: 20 * time.Second, stdout: stdout, stderr: stderr}
+}
+
+// ParseFlags reads flags, with MAILLAGE_* environment variables as defaults.
+func (m *Main) ParseFlags(args []string) error {
+	fs := flag.NewFlagSet("maillage serve", flag.ContinueOnError)
+	fs.SetOutput(m.stderr)
+	fs.StringVar(&m.DataDir, "data", env("MAILLAGE_DATA", m.DataDir), "data directory: embedded JetStream storage and the directory file (env MAILLAGE_DATA)")
+	fs.StringVar(&m.Addr, "addr", env("MAILLAGE_ADDR", m.Addr), "HTTP listen address (env MAILLAGE_ADDR)")
+	fs.StringVar(&m.NatsURL, "nats", env("MAILLAGE_NATS", ""), "external NATS server or cluster URL(s), comma-separated; empty runs NATS embedded (env MAILLAGE_NATS)")
+	fs.BoolVar(&m.Demo, "demo", env("MAILLAGE_DEMO", "") == "true", "load a demo territory on first start and print its tokens once (env MAILLAGE_DEMO=true)")
+	fs.StringVar(&m.LogFormat, "log-format", env("MAILLAGE_LOG_FORMAT", m.LogFormat), "log format: text or json (env MAILLAGE_LOG_FORMAT)")
+	fs.DurationVar(&m.ShutdownTimeout, "shutdown-timeout", m.ShutdownTimeout, "how long in-flight requests may finish on SIGTERM")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q: serve takes only flags (see maillage serve -h)", fs.Arg(0))
+	}
+	switch m.LogFormat {
+	case "text":
+		m.log = slog.New(slog.NewTextHandler(m.stderr, nil))
+	case "json":
+		m.log = slog.New(slog.NewJSONHandler(m.stderr, nil))
+	default:
+		return fmt.Errorf("--log-format %q: use text or json", m.LogFormat)
+	}
+	return nil
+}
+
+func env(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok {
+		return v
+	}
+	return def
+}
+
+// Open starts everything and serves HTTP in the background.
+func (m *Main) Open(ctx context.Context) (err error) {
+	if m.log == nil {
+		m.log = slog.New(slog.NewTextHandler(m.stderr, nil))
+	}
+	defer func() {
+		if err != nil {
+			m.Close()
+		}
+	}()
+	if err := os.MkdirAll(m.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data directory %s: %w (choose another with --data)", m.DataDir, err)
+	}
+	opts := []jetstream.Option{jetstream.WithLogger(m.log)}
+	if m.NatsURL != "" {
+		opts = append(opts, jetstream.WithURL(m.NatsURL))
+	} else {
+		opts = append(opts, jetstream.WithEmbedded(filepath.Join(m.DataDir, "jetstream")))
+	}
+	if m.store, err = jetstream.Open(ctx, opts...); err != nil {
+		return fmt.Errorf("event store: %w", err)
+	}
+	if m.directory, err = directory.Open(filepath.Join(m.DataDir, "directory.json")); err != nil {
+		return err
+	}
+	if m.cases, err = cases.New(m.store, cases.WithLogger(m.log)); err != nil {
+		return err
+	}
+	if m.Demo {
+		if err := loadDemo(ctx, m.directory, m.cases, m.stdout); err != nil {
+			return fmt.Errorf("demo: %w", err)
+		}
+	}
+	if m.listener, err = net.Listen("tcp", m.Addr); err != nil {
+		return fmt.Errorf("listen on %s: %w (choose another with --addr)", m.Addr, err)
+	}
+	m.server = &http.Server{
+		Handler:           mhttp.NewHandler(m.cases, m.directory, mhttp.WithLogger(m.log)),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+	m.served = make(chan error, 1)
+	go func() { m.served <- m.server.Serve(m.listener) }()
+	m.log.Info("maillage serving", "addr", m.listener.Addr().String(), "data", m.DataDir, "nats", natsMode(m.NatsURL))
+	return nil
+}
+
+func natsMode(url string) string {
+	if url == "" {
+		return "embedded"
+	}
+	return "external"
+}
+
+// URL is the base URL the server listens on.
+func (m *Main) URL() string { return "http://" + m.listener.Addr().String() }
+
+// Serve opens, serves until ctx ends (SIGINT, SIGTERM), then closes.
+func (m *Main) Serve(ctx context.Context) error {
+	if err := m.Open(ctx); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+		m.log.Info("shutting down: finishing in-flight requests")
+	case err := <-m.served:
+		m.Close()
+		return fmt.Errorf("http server: %w", err)
+	}
+	return m.Close()
+}
+
+// Close stops accepting requests, lets in-flight ones finish (so every
+// acknowledged command is in the store), then closes the store.
+func (m *Main) Close() error {
+	var errs []error
+	if m.server != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), m.ShutdownTimeout)
+		if err := m.server.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+		}
+		cancel()
+		m.server = nil
+	}
+	if m.store != nil {
+		if err := m.store.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("event store: %w", err))
+		}
+		m.store = nil
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,193 @@
+package cases
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/maillage/maillage/domain"
+)
+
+// MayKnow reports whether the viewer may know the case exists: auditors,
+// current and former members, and recorded family members. Everyone else is
+// answered as if the case did not exist.
+func MayKnow(st *domain.State, v domain.Viewer) bool {
+	if !st.Opened {
+		return false
+	}
+	switch v.Role {
+	case domain.RoleAuditor:
+		return true
+	case domain.RoleProfessional:
+		_, ok := st.Members[v.Institution]
+		return ok
+	case domain.RoleFamily:
+		_, ok := st.Family[v.FamilyMember]
+		return ok
+	}
+	return false
+}
+
+// Timeline is a page of a case's history as one viewer sees it.
+type Timeline struct {
+	CaseID  domain.CaseID      `json:"caseId"`
+	Version uint64             `json:"version"` // the case's version when read
+	Head    domain.Hash        `json:"head"`    // the chain hash at Version
+	Events  []domain.EventView `json:"events"`
+	// Next is the `after` to ask for the next page, absent on the last page.
+	Next *uint64 `json:"next,omitempty"`
+}
+
+// Timeline returns the events after sequence `after` (at most limit) as the
+// viewer may see them now: full, redacted or stub, per the domain policy
+// evaluated against the case's access state now. ErrNotFound when the
+// viewer may not know the case.
+func (s *Service) Timeline(ctx context.Context, id domain.CaseID, v domain.Viewer, after uint64, limit int) (Timeline, error) {
+	st, events, err := s.Load(ctx, id)
+	if err != nil {
+		return Timeline{}, err
+	}
+	if !MayKnow(st, v) {
+		return Timeline{}, ErrNotFound
+	}
+	t := Timeline{CaseID: id, Version: st.Version, Head: st.Head, Events: []domain.EventView{}}
+	if after >= uint64(len(events)) {
+		return t, nil
+	}
+	page := events[after:]
+	if limit > 0 && len(page) > limit {
+		page = page[:limit]
+		next := page[len(page)-1].Sequence
+		t.Next = &next
+	}
+	t.Events = domain.Timeline(st, v, page, s.now())
+	return t, nil
+}
+
+// Summary is a case's current state as a member may see it.
+type Summary struct {
+	CaseID         domain.CaseID        `json:"caseId"`
+	Version        uint64               `json:"version"`
+	ChildReference string               `json:"childReference"`
+	LegalFrame     domain.LegalFrame    `json:"legalFrame"`
+	Departement    string               `json:"departement"`
+	OpenedAt       time.Time            `json:"openedAt"`
+	Closed         bool                 `json:"closed"`
+	Coordinator    domain.InstitutionID `json:"coordinator"`
+	Members        []MemberSummary      `json:"members"`
+	Family         []FamilySummary      `json:"family"`
+	Consents       []ConsentSummary     `json:"consents"`
+	Restrictions   []RestrictionSummary `json:"restrictions"`
+}
+
+// MemberSummary is a current or former member and its referent.
+type MemberSummary struct {
+	Institution domain.InstitutionID   `json:"institution"`
+	Kind        domain.InstitutionKind `json:"kind"`
+	Name        string                 `json:"name"`
+	Referent    domain.Referent        `json:"referent"`
+	Coordinator bool                   `json:"coordinator"`
+	Active      bool                   `json:"active"`
+	JoinedAt    time.Time              `json:"joinedAt"`
+	LeftAt      *time.Time             `json:"leftAt,omitempty"`
+}
+
+// FamilySummary is a recorded family member.
+type FamilySummary struct {
+	ID                domain.PersonID `json:"id"`
+	Name              string          `json:"name"`
+	Relationship      string          `json:"relationship"`
+	ParentalAuthority bool            `json:"parentalAuthority"`
+}
+
+// ConsentSummary is a consent in force now.
+type ConsentSummary struct {
+	ID           uuid.UUID                `json:"id"`
+	GivenBy      domain.PersonID          `json:"givenBy"`
+	Institutions []domain.InstitutionID   `json:"institutions"`
+	Kinds        []domain.InstitutionKind `json:"kinds"`
+	Categories   []domain.Category        `json:"categories"`
+	From         time.Time                `json:"from"`
+	Until        time.Time                `json:"until"`
+}
+
+// RestrictionSummary is an order of the children's judge in force now.
+type RestrictionSummary struct {
+	ID             uuid.UUID              `json:"id"`
+	Kind           domain.RestrictionKind `json:"kind"`
+	OrderReference string                 `json:"orderReference"`
+	Court          string                 `json:"court"`
+	FamilyMembers  []domain.PersonID      `json:"familyMembers"`
+	Institutions   []domain.InstitutionID `json:"institutions"`
+	ThirdParty     string                 `json:"thirdParty,omitempty"`
+	From           time.Time              `json:"from"`
+	Until          time.Time              `json:"until"`
+}
+
+// Summary returns the case's current state (members, referents,
+// coordinator, consents and restrictions in force) for a current member or
+// an auditor. It is folded only from the events the policy lets the viewer
+// see, so it never tells more than the viewer's timeline. ErrNotFound for
+// anyone who may not know the case; a *domain.Error (EForbidden) for family
+// members and former members, who read the timeline instead.
+func (s *Service) Summary(ctx context.Context, id domain.CaseID, v domain.Viewer) (Summary, error) {
+	st, events, err := s.Load(ctx, id)
+	if err != nil {
+		return Summary{}, err
+	}
+	if !MayKnow(st, v) {
+		return Summary{}, ErrNotFound
+	}
+	if v.Role != domain.RoleAuditor && !(v.Role == domain.RoleProfessional && st.IsMember(v.Institution)) {
+		return Summary{}, &domain.Error{Code: domain.EForbidden, Rule: "summary_members_only",
+			Message: "la synthèse du dossier est réservée aux membres actuels ; consultez la chronologie du dossier"}
+	}
+	now := s.now()
+	seen := domain.NewState(id)
+	for _, e := range events {
+		if domain.See(st, v, e, now).Visibility != domain.Hidden {
+			seen.Apply(e)
+		}
+	}
+	sum := summarize(seen, now)
+	sum.Version = st.Version // the case's version, for If-Match, even when its last event is hidden from the viewer
+	return sum, nil
+}
+
+func summarize(st *domain.State, now time.Time) Summary {
+	sum := Summary{CaseID: st.ID, Version: st.Version, ChildReference: st.ChildReference, LegalFrame: st.LegalFrame,
+		Departement: st.Departement, OpenedAt: st.OpenedAt, Closed: st.Closed, Coordinator: st.Coordinator,
+		Members: []MemberSummary{}, Family: []FamilySummary{}, Consents: []ConsentSummary{}, Restrictions: []RestrictionSummary{}}
+	for _, m := range st.Members {
+		ms := MemberSummary{Institution: m.Institution, Kind: m.Kind, Name: m.Name, Referent: m.Referent,
+			Coordinator: m.Institution == st.Coordinator, Active: m.Active(), JoinedAt: m.JoinedAt}
+		if !m.Active() {
+			left := m.LeftAt
+			ms.LeftAt = &left
+		}
+		sum.Members = append(sum.Members, ms)
+	}
+	slices.SortFunc(sum.Members, func(a, b MemberSummary) int { return strings.Compare(string(a.Institution), string(b.Institution)) })
+	for _, f := range st.Family {
+		sum.Family = append(sum.Family, FamilySummary{ID: f.ID, Name: f.Name, Relationship: f.Relationship, ParentalAuthority: f.ParentalAuthority})
+	}
+	slices.SortFunc(sum.Family, func(a, b FamilySummary) int { return strings.Compare(a.Name, b.Name) })
+	for _, c := range st.Consents {
+		if c.ActiveAt(now) {
+			sum.Consents = append(sum.Consents, ConsentSummary{ID: c.ID, GivenBy: c.GivenBy, Institutions: c.Institutions,
+				Kinds: c.Kinds, Categories: c.Categories, From: c.From, Until: c.Until})
+		}
+	}
+	slices.SortFunc(sum.Consents, func(a, b ConsentSummary) int { return a.From.Compare(b.From) })
+	for _, r := range st.Restrictions {
+		if r.ActiveAt(now) {
+			sum.Restrictions = append(sum.Restrictions, RestrictionSummary{ID: r.ID, Kind: r.Kind, OrderReference: r.OrderReference,
+				Court: r.Court, FamilyMembers: r.FamilyMembers, Institutions: r.Institutions, ThirdParty: r.ThirdParty, From: r.From, Until: r.Until})
+		}
+	}
+	slices.SortFunc(sum.Restrictions, func(a, b RestrictionSummary) int { return a.From.Compare(b.From) })
+	return sum
+}
