@@ -16,7 +16,8 @@ type Payload interface {
 	// EventType is the type of event this payload belongs to.
 	EventType() EventType
 	// Validate checks the payload on its own (required fields, known values,
-	// dates in order); it returns a *FieldError naming the first bad field.
+	// dates in order); it returns an *Error (Code EInvalid) naming the first
+	// bad field, relative to the payload ("until", "referent.name").
 	// Rules that depend on the case are the decider's.
 	Validate() error
 }
