@@ -110,6 +110,14 @@ func (h *Handler) record(w http.ResponseWriter, r *http.Request, caseID domain.C
 		writeError(w, r, h.log, err)
 		return
 	}
+	if err := payload.Validate(); err != nil {
+		var de *domain.Error
+		if errors.As(err, &de) && de.Field != "" && !strings.HasPrefix(de.Field, "payload") {
+			de.Field = "payload." + de.Field
+		}
+		writeError(w, r, h.log, err)
+		return
+	}
 	req := cases.Request{CaseID: caseID, IdempotencyKey: r.Header.Get("Idempotency-Key"),
 		Command: domain.Command{Type: body.Type, Category: body.Category, Actor: p.Actor(), Role: p.Role, Payload: payload}}
 	if len(req.IdempotencyKey) > 200 {
@@ -254,7 +262,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 // decodePayload decodes the command's payload strictly into its catalogue
-// type and validates it.
+// type (the caller validates it once the server has completed it).
 func (h *Handler) decodePayload(w http.ResponseWriter, r *http.Request, body commandBody) (domain.Payload, bool) {
 	if body.Type == "" {
 		writeProblem(w, r, Problem{Type: problemType("missing_field"), Title: codeTitle[domain.EInvalid], Status: http.StatusBadRequest,
@@ -274,14 +282,6 @@ func (h *Handler) decodePayload(w http.ResponseWriter, r *http.Request, body com
 	}
 	if err := strictUnmarshal(body.Payload, p); err != nil {
 		h.badJSON(w, r, err, "payload", body.Payload, p)
-		return nil, false
-	}
-	if err := p.Validate(); err != nil {
-		var de *domain.Error
-		if errors.As(err, &de) && de.Field != "" && !strings.HasPrefix(de.Field, "payload") {
-			de.Field = "payload." + de.Field
-		}
-		writeError(w, r, h.log, err)
 		return nil, false
 	}
 	return p, true

@@ -87,7 +87,9 @@ func loadDemo(ctx context.Context, dir *directory.Directory, svc *cases.Service,
 		panic("demo: no person " + variable)
 	}
 	leo, ines, noah := uuid.New(), uuid.New(), uuid.New()
-	r := demoRecorder{ctx: ctx, svc: svc, actor: actor}
+	// The orders run a year from today, so the demo shows them in force
+	// whenever it is loaded.
+	r := demoRecorder{ctx: ctx, svc: svc, actor: actor, ordersUntil: svc.Now().AddDate(1, 0, 0).Truncate(24 * time.Hour)}
 	r.leo(leo, mother, father)
 	r.ines(ines, inesMother)
 	r.noah(noah, noahMother)
@@ -116,10 +118,11 @@ func loadDemo(ctx context.Context, dir *directory.Directory, svc *cases.Service,
 // demoRecorder records commands through the case service, keeping the
 // first error.
 type demoRecorder struct {
-	ctx   context.Context
-	svc   *cases.Service
-	actor func(string) (domain.Actor, domain.Role)
-	err   error
+	ctx         context.Context
+	svc         *cases.Service
+	actor       func(string) (domain.Actor, domain.Role)
+	ordersUntil time.Time
+	err         error
 }
 
 func (r *demoRecorder) do(id domain.CaseID, who string, cat domain.Category, occurred time.Time, p domain.Payload) {
@@ -164,10 +167,10 @@ func (r *demoRecorder) leo(id, mother, father uuid.UUID) {
 		Relationship: "père", ParentalAuthority: true})
 	r.do(id, "ASE", "", day("2026-01-15"), &domain.JudicialRestrictionImposedPayload{Restriction: uuid.New(), Kind: domain.PlacementAddressSecret,
 		OrderReference: "TPE Rennes 26/00317", Court: "Tribunal pour enfants de Rennes", FamilyMembers: []domain.PersonID{father},
-		From: day("2026-01-15"), Until: day("2027-01-15")})
+		From: day("2026-01-15"), Until: r.ordersUntil})
 	r.do(id, "ASE", "", day("2026-01-15"), &domain.JudicialRestrictionImposedPayload{Restriction: uuid.New(), Kind: domain.ContactSuspended,
 		OrderReference: "TPE Rennes 26/00317", Court: "Tribunal pour enfants de Rennes", FamilyMembers: []domain.PersonID{father},
-		From: day("2026-01-15"), Until: day("2026-07-15")})
+		From: day("2026-01-15"), Until: r.ordersUntil})
 	r.do(id, "ASE", "", day("2026-01-16"), &domain.PartnerJoinedPayload{Institution: "mecs-les-tilleuls", Kind: domain.KindMECS,
 		Name: demoInstitutions[1].Name, Referent: ref("Julien Roux", "éducateur référent", "02 99 00 00 02"),
 		Reason: "accueil de l'enfant en exécution de l'ordonnance de placement"})

@@ -43,9 +43,8 @@ func mustServe(t *testing.T, dir string) *server {
 	t.Cleanup(func() { s.close() })
 	for _, line := range strings.Split(out.String(), "\n") {
 		if rest, ok := strings.CutPrefix(line, "export "); ok {
-			kv, _, _ := strings.Cut(rest, "\t")
-			k, v, _ := strings.Cut(strings.TrimSpace(kv), "=")
-			s.vars[k] = strings.TrimSpace(v)
+			k, v, _ := strings.Cut(strings.Fields(rest)[0], "=")
+			s.vars[k] = v
 		}
 	}
 	return s

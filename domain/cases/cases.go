@@ -155,6 +155,10 @@ func (s *Service) Record(ctx context.Context, req Request) (Result, error) {
 
 func (s *Service) try(ctx context.Context, req Request, entry *caseEntry) (Result, error) {
 	st := entry.state
+	if req.Command.Type != domain.CaseOpened && !MayKnow(st, commandViewer(req.Command)) {
+		// Answered like an unknown case, so nobody learns a case exists.
+		return Result{}, ErrNotFound
+	}
 	ids := s.eventIDs(req, 1)
 	if req.IdempotencyKey != "" {
 		if seq, ok := st.EventIDs[ids[0]]; ok {
@@ -198,6 +202,11 @@ func (s *Service) try(ctx context.Context, req Request, entry *caseEntry) (Resul
 	}
 	return Result{CaseID: req.CaseID, Version: ar.Version, Position: ar.Position,
 		Events: entry.events[events[0].Sequence-1 : ar.Version]}, nil
+}
+
+// commandViewer is the command's author as the access policy knows it.
+func commandViewer(c domain.Command) domain.Viewer {
+	return domain.Viewer{Role: c.Role, Institution: c.Actor.Institution, FamilyMember: c.Actor.FamilyMember}
 }
 
 // replay answers a retried request with what its first attempt recorded:
