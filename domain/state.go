@@ -52,9 +52,9 @@ type Member struct {
 	Name        string
 	Referent    Referent
 	JoinedSeq   uint64
-	JoinedAt    time.Time
+	JoinedAt    time.Time // business date of the joining (occurred-at)
 	LeftSeq     uint64 // 0 while a member
-	LeftAt      time.Time
+	LeftAt      time.Time // business date of the leaving (occurred-at)
 }
 
 // Active reports whether the institution is currently a member.
@@ -213,13 +213,13 @@ func (s *State) Apply(e Event) {
 		s.ChildReference, s.LegalFrame, s.Departement = p.ChildReference, p.LegalFrame, p.Departement
 		s.Coordinator = p.Coordinator
 		s.Members[p.Coordinator] = &Member{Institution: p.Coordinator, Kind: p.CoordinatorKind, Name: p.CoordinatorName,
-			Referent: p.Referent, JoinedSeq: e.Sequence, JoinedAt: e.RecordedAt}
+			Referent: p.Referent, JoinedSeq: e.Sequence, JoinedAt: e.OccurredAt}
 	case *PartnerJoinedPayload:
 		s.Members[p.Institution] = &Member{Institution: p.Institution, Kind: p.Kind, Name: p.Name,
-			Referent: p.Referent, JoinedSeq: e.Sequence, JoinedAt: e.RecordedAt}
+			Referent: p.Referent, JoinedSeq: e.Sequence, JoinedAt: e.OccurredAt}
 	case *PartnerLeftPayload:
 		if m, ok := s.Members[p.Institution]; ok {
-			m.LeftSeq, m.LeftAt = e.Sequence, e.RecordedAt
+			m.LeftSeq, m.LeftAt = e.Sequence, e.OccurredAt
 		}
 	case *ReferentChangedPayload:
 		if m, ok := s.Members[p.Institution]; ok {
