@@ -53,7 +53,7 @@ type Member struct {
 	Referent    Referent
 	JoinedSeq   uint64
 	JoinedAt    time.Time // business date of the joining (occurred-at)
-	LeftSeq     uint64 // 0 while a member
+	LeftSeq     uint64    // 0 while a member
 	LeftAt      time.Time // business date of the leaving (occurred-at)
 }
 
