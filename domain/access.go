@@ -1,0 +1,43 @@
+package domain
+
+import (
+	"context"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// AccessKind is what was read or delivered.
+type AccessKind string
+
+// Access kinds.
+const (
+	AccessTimeline   AccessKind = "timeline"
+	AccessSummary    AccessKind = "summary"
+	AccessPlan       AccessKind = "plan"
+	AccessChronology AccessKind = "chronology"
+	AccessExport     AccessKind = "export"
+	AccessFeed       AccessKind = "feed" // a delivery on a partner feed
+)
+
+// AccessRecord is one read of a case or one feed delivery: who, when, which
+// sequences, and why. It never holds event contents.
+type AccessRecord struct {
+	At           time.Time     `json:"at"`
+	Kind         AccessKind    `json:"kind"`
+	CaseID       CaseID        `json:"caseId"`
+	FromSequence uint64        `json:"fromSequence"` // first sequence read or delivered
+	ToSequence   uint64        `json:"toSequence"`   // last one
+	Principal    uuid.UUID     `json:"principal,omitzero"`
+	Role         Role          `json:"role"`
+	Institution  InstitutionID `json:"institution,omitempty"`
+	FamilyMember PersonID      `json:"familyMember,omitzero"`
+	Purpose      string        `json:"purpose,omitempty"` // given by the caller (X-Access-Purpose)
+}
+
+// AccessLog records accesses in an append-only log kept apart from the case
+// events. Record returns an error when the access could not be recorded; a
+// read whose access cannot be recorded must not be served.
+type AccessLog interface {
+	Record(ctx context.Context, r AccessRecord) error
+}
