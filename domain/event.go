@@ -149,6 +149,12 @@ type Event struct {
 	CausationID   uuid.UUID       `json:"causationId"`
 	Salt          []byte          `json:"salt"`
 	Payload       json.RawMessage `json:"payload"`
+	// SealedPayload is the payload as stored and hashed when Payload is not:
+	// a reader that opens the personal-data fields encrypted in the stored
+	// payload (domain/personal) puts them, opened or erased, in Payload and
+	// keeps the stored bytes here, so that the leaf hash can still be
+	// recomputed. Nil when Payload is the stored payload. Never stored.
+	SealedPayload json.RawMessage `json:"sealedPayload,omitempty"`
 	LeafHash      Hash            `json:"leafHash"`
 	ChainHash     Hash            `json:"chainHash"`
 	// Position is the event's place in the store's global order. It is

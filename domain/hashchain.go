@@ -22,39 +22,78 @@ func Genesis(id CaseID) Hash {
 // event without its hash fields and its position, each field written as its
 // name, a zero byte, its length as 8 bytes big-endian and its bytes, in a
 // fixed order. Times are written in UTC, RFC 3339 with nanoseconds; the
-// payload is written as the exact bytes stored.
+// payload is written as the exact bytes stored (SealedPayload when set).
 func CanonicalEncoding(e Event) []byte {
-	b := make([]byte, 0, 512+len(e.Payload))
-	b = append(b, canonicalPrefix...)
-	field := func(name string, v []byte) {
-		b = append(b, name...)
-		b = append(b, 0)
-		b = binary.BigEndian.AppendUint64(b, uint64(len(v)))
-		b = append(b, v...)
-	}
-	str := func(name, v string) { field(name, []byte(v)) }
-	str("id", e.ID.String())
-	str("caseId", e.CaseID.String())
-	str("sequence", strconv.FormatUint(e.Sequence, 10))
-	str("type", string(e.Type))
-	str("schemaVersion", strconv.Itoa(e.SchemaVersion))
-	str("recordedAt", canonicalTime(e.RecordedAt))
-	str("occurredAt", canonicalTime(e.OccurredAt))
-	str("actor.institution", string(e.Actor.Institution))
-	str("actor.professional", e.Actor.Professional)
-	str("actor.familyMember", e.Actor.FamilyMember.String())
-	str("category", string(e.Category))
-	str("correlationId", e.CorrelationID.String())
-	str("causationId", e.CausationID.String())
-	field("salt", e.Salt)
-	field("payload", e.Payload)
-	return b
+	return appendCanonical(make([]byte, 0, 512+len(e.Payload)+len(e.SealedPayload)), e)
 }
 
-func canonicalTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+// appendCanonical appends the canonical encoding of e to b. It writes every
+// value in place (no intermediate strings): hashing is on the path of every
+// append, verification and rebuild, where the allocations of a naive
+// encoding cost as much as SHA-256 itself.
+func appendCanonical(b []byte, e Event) []byte {
+	if e.SealedPayload != nil {
+		e.Payload = e.SealedPayload
+	}
+	b = append(b, canonicalPrefix...)
+	var tmp [64]byte
+	b = appendField(b, "id", appendUUID(tmp[:0], e.ID))
+	b = appendField(b, "caseId", appendUUID(tmp[:0], e.CaseID))
+	b = appendField(b, "sequence", strconv.AppendUint(tmp[:0], e.Sequence, 10))
+	b = appendStringField(b, "type", string(e.Type))
+	b = appendField(b, "schemaVersion", strconv.AppendInt(tmp[:0], int64(e.SchemaVersion), 10))
+	b = appendField(b, "recordedAt", appendCanonicalTime(tmp[:0], e.RecordedAt))
+	b = appendField(b, "occurredAt", appendCanonicalTime(tmp[:0], e.OccurredAt))
+	b = appendStringField(b, "actor.institution", string(e.Actor.Institution))
+	b = appendStringField(b, "actor.professional", e.Actor.Professional)
+	b = appendField(b, "actor.familyMember", appendUUID(tmp[:0], e.Actor.FamilyMember))
+	b = appendStringField(b, "category", string(e.Category))
+	b = appendField(b, "correlationId", appendUUID(tmp[:0], e.CorrelationID))
+	b = appendField(b, "causationId", appendUUID(tmp[:0], e.CausationID))
+	b = appendField(b, "salt", e.Salt)
+	return appendField(b, "payload", e.Payload)
+}
+
+// appendField appends a field: its name, a zero byte, the value's length as
+// 8 bytes big-endian, the value.
+func appendField(b []byte, name string, v []byte) []byte {
+	b = append(b, name...)
+	b = append(b, 0)
+	b = binary.BigEndian.AppendUint64(b, uint64(len(v)))
+	return append(b, v...)
+}
+
+func appendStringField(b []byte, name, v string) []byte {
+	b = append(b, name...)
+	b = append(b, 0)
+	b = binary.BigEndian.AppendUint64(b, uint64(len(v)))
+	return append(b, v...)
+}
+
+// appendUUID appends u as uuid.UUID.String writes it.
+func appendUUID(b []byte, u CaseID) []byte {
+	var s [36]byte
+	hex.Encode(s[0:8], u[0:4])
+	s[8] = '-'
+	hex.Encode(s[9:13], u[4:6])
+	s[13] = '-'
+	hex.Encode(s[14:18], u[6:8])
+	s[18] = '-'
+	hex.Encode(s[19:23], u[8:10])
+	s[23] = '-'
+	hex.Encode(s[24:36], u[10:16])
+	return append(b, s[:]...)
+}
+
+func appendCanonicalTime(b []byte, t time.Time) []byte {
+	return t.UTC().AppendFormat(b, time.RFC3339Nano)
+}
 
 // Leaf returns leaf = SHA-256(canonical encoding of the event).
-func Leaf(e Event) Hash { return sha256.Sum256(CanonicalEncoding(e)) }
+func Leaf(e Event) Hash {
+	var buf [2048]byte // most events fit: no allocation
+	return sha256.Sum256(appendCanonical(buf[:0], e))
+}
 
 // Chain returns chain(n) = SHA-256(chain(n-1) || leaf(n)).
 func Chain(prev, leaf Hash) Hash {

@@ -36,6 +36,9 @@ type EventView struct {
 	CausationID   *uuid.UUID      `json:"causationId,omitempty"`
 	Salt          []byte          `json:"salt,omitempty"`
 	Payload       json.RawMessage `json:"payload,omitempty"`
+	// SealedPayload is the payload as hashed, when it differs from Payload
+	// (Event.SealedPayload): in full views only.
+	SealedPayload json.RawMessage `json:"sealedPayload,omitempty"`
 	LeafHash      Hash            `json:"leafHash"`
 	ChainHash     Hash            `json:"chainHash"`
 	Position      *Position       `json:"position,omitempty"`
@@ -75,14 +78,14 @@ func fullView(e Event) EventView {
 		Sequence: e.Sequence, ID: &e.ID, CaseID: &e.CaseID, Type: e.Type, SchemaVersion: e.SchemaVersion,
 		RecordedAt: &e.RecordedAt, OccurredAt: &e.OccurredAt, Actor: &actor, Category: e.Category,
 		CorrelationID: &e.CorrelationID, CausationID: &e.CausationID, Salt: e.Salt, Payload: e.Payload,
-		LeafHash: e.LeafHash, ChainHash: e.ChainHash, Position: &pos,
+		SealedPayload: e.SealedPayload, LeafHash: e.LeafHash, ChainHash: e.ChainHash, Position: &pos,
 		Visibility: Full, Known: e.Known(),
 	}
 }
 
 func redactedView(e Event, fields []string) EventView {
 	v := fullView(e)
-	v.Visibility, v.Salt = Redacted, nil
+	v.Visibility, v.Salt, v.SealedPayload = Redacted, nil, nil
 	v.RedactedFields = append([]string(nil), fields...)
 	var keys []string
 	for _, f := range fields {

@@ -20,14 +20,17 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/maillage/maillage/domain"
+	"github.com/maillage/maillage/domain/personal"
 )
 
 // Service records commands on cases and reads cases per viewer.
 type Service struct {
-	store domain.EventStore
-	now   func() time.Time
-	rand  io.Reader
-	log   *slog.Logger
+	store   domain.EventStore
+	now     func() time.Time
+	rand    io.Reader
+	log     *slog.Logger
+	keys    personal.Keys // nil: events recorded as decided (see WithPersonalData)
+	onErase []func(context.Context, domain.CaseID) error
 
 	mu    sync.Mutex
 	cases map[domain.CaseID]*caseEntry // cache of folded cases, refreshed from the store on each use
@@ -42,6 +45,8 @@ type caseEntry struct {
 	state  *domain.State
 	events []domain.Event
 	used   time.Time
+	synced bool // read from the store at least once
+	erased bool // read again since its personal data was erased
 }
 
 // Option configures a Service.
@@ -138,13 +143,40 @@ func (s *Service) Record(ctx context.Context, req Request) (Result, error) {
 	entry := s.entry(req.CaseID)
 	entry.mu.Lock()
 	defer entry.mu.Unlock()
-	for attempt := 0; ; attempt++ {
+	// A case this process holds is decided on its cached state, without a
+	// read from the store first (under load each read waits behind the
+	// store's fsyncs). The cache may be behind when another process records
+	// on the case: a successful append proves it was not (the store checks
+	// the expected version), and any other outcome is answered only once a
+	// refresh shows the decision was taken on the current state.
+	fresh := !entry.synced
+	if fresh {
 		if err := s.refresh(ctx, req.CaseID, entry); err != nil {
 			return Result{}, err
 		}
+	}
+	retried := false
+	for {
 		res, err := s.try(ctx, req, entry)
-		if errors.Is(err, domain.ErrVersionConflict) && req.IfMatch == nil && attempt == 0 {
-			continue // the command may still be valid on the new state: decide again, once
+		if err == nil {
+			return res, nil
+		}
+		if !fresh {
+			version := entry.state.Version
+			if err := s.refresh(ctx, req.CaseID, entry); err != nil {
+				return Result{}, err
+			}
+			fresh = true
+			if entry.state.Version != version {
+				continue // decided on a stale state: decide again on the current one
+			}
+		}
+		if errors.Is(err, domain.ErrVersionConflict) && req.IfMatch == nil && !retried {
+			retried = true // the command may still be valid on the new state: decide again, once
+			if err := s.refresh(ctx, req.CaseID, entry); err != nil {
+				return Result{}, err
+			}
+			continue
 		}
 		if errors.Is(err, domain.ErrVersionConflict) && req.IfMatch != nil {
 			return Result{}, fmt.Errorf("%w: %w", ErrPreconditionFailed, err)
@@ -183,7 +215,11 @@ func (s *Service) try(ctx context.Context, req Request, entry *caseEntry) (Resul
 			return Result{}, fmt.Errorf("salt: %w", err)
 		}
 	}
-	events := domain.Seal(st, decided, ids, salts, now)
+	sealed, err := s.sealPersonal(ctx, req.CaseID, decided, ids)
+	if err != nil {
+		return Result{}, err
+	}
+	events := domain.Seal(st, sealed, ids, salts, now)
 	ar, err := s.store.Append(ctx, st.Version, events)
 	if err != nil {
 		return Result{}, err
@@ -194,6 +230,15 @@ func (s *Service) try(ctx context.Context, req Request, entry *caseEntry) (Resul
 			return Result{}, err
 		}
 		return s.replay(req, entry, events[0].Sequence)
+	}
+	if len(events) == 1 {
+		// The batch's position is its one event's: keep it as the store
+		// will give it back, without reading it.
+		e := personal.Opened(events[0], decided[0].Payload)
+		e.Position, e.RecordedAt, e.OccurredAt = ar.Position, e.RecordedAt.Round(0), e.OccurredAt.Round(0)
+		entry.state.Apply(e)
+		entry.events = append(entry.events, e)
+		return Result{CaseID: req.CaseID, Version: ar.Version, Position: ar.Position, Events: entry.events[len(entry.events)-1:]}, nil
 	}
 	// Append returns the last event's position only: read the batch back so
 	// the cache and the answer carry every event's position.
@@ -294,6 +339,7 @@ func (s *Service) refresh(ctx context.Context, id domain.CaseID, entry *caseEntr
 		entry.state.Apply(e)
 		entry.events = append(entry.events, e)
 	}
+	entry.synced = true
 	return nil
 }
 
@@ -302,6 +348,10 @@ func (s *Service) refresh(ctx context.Context, id domain.CaseID, entry *caseEntr
 func (s *Service) Load(ctx context.Context, id domain.CaseID) (*domain.State, []domain.Event, error) {
 	entry := s.entry(id)
 	entry.mu.Lock()
+	if err := s.dropIfErased(ctx, id, entry); err != nil {
+		entry.mu.Unlock()
+		return nil, nil, err
+	}
 	if err := s.refresh(ctx, id, entry); err != nil {
 		entry.mu.Unlock()
 		return nil, nil, err

@@ -46,25 +46,43 @@ type Timeline struct {
 // evaluated against the case's access state now. ErrNotFound when the
 // viewer may not know the case.
 func (s *Service) Timeline(ctx context.Context, id domain.CaseID, v domain.Viewer, after uint64, limit int) (Timeline, error) {
-	st, events, err := s.Load(ctx, id)
-	if err != nil {
-		return Timeline{}, err
+	var t Timeline
+	err := s.read(ctx, id, func(st *domain.State, events []domain.Event) error {
+		if !MayKnow(st, v) {
+			return ErrNotFound
+		}
+		t = Timeline{CaseID: id, Version: st.Version, Head: st.Head, Events: []domain.EventView{}}
+		if after >= uint64(len(events)) {
+			return nil
+		}
+		page := events[after:]
+		if limit > 0 && len(page) > limit {
+			page = page[:limit]
+			next := page[len(page)-1].Sequence
+			t.Next = &next
+		}
+		t.Events = domain.Timeline(st, v, page, s.now())
+		return nil
+	})
+	return t, err
+}
+
+// read runs fn on the case's cached state and events, brought up to date
+// with the store, under the case's lock: reading the cached state costs
+// nothing, where Load folds a copy for the caller to own. fn must neither
+// keep nor change them (the views it makes may share the events' bytes,
+// which are never changed).
+func (s *Service) read(ctx context.Context, id domain.CaseID, fn func(st *domain.State, events []domain.Event) error) error {
+	entry := s.entry(id)
+	entry.mu.Lock()
+	defer entry.mu.Unlock()
+	if err := s.dropIfErased(ctx, id, entry); err != nil {
+		return err
 	}
-	if !MayKnow(st, v) {
-		return Timeline{}, ErrNotFound
+	if err := s.refresh(ctx, id, entry); err != nil {
+		return err
 	}
-	t := Timeline{CaseID: id, Version: st.Version, Head: st.Head, Events: []domain.EventView{}}
-	if after >= uint64(len(events)) {
-		return t, nil
-	}
-	page := events[after:]
-	if limit > 0 && len(page) > limit {
-		page = page[:limit]
-		next := page[len(page)-1].Sequence
-		t.Next = &next
-	}
-	t.Events = domain.Timeline(st, v, page, s.now())
-	return t, nil
+	return fn(entry.state, entry.events)
 }
 
 // Summary is a case's current state as a member may see it.
@@ -134,27 +152,27 @@ type RestrictionSummary struct {
 // anyone who may not know the case; a *domain.Error (EForbidden) for family
 // members and former members, who read the timeline instead.
 func (s *Service) Summary(ctx context.Context, id domain.CaseID, v domain.Viewer) (Summary, error) {
-	st, events, err := s.Load(ctx, id)
-	if err != nil {
-		return Summary{}, err
-	}
-	if !MayKnow(st, v) {
-		return Summary{}, ErrNotFound
-	}
-	if v.Role != domain.RoleAuditor && !(v.Role == domain.RoleProfessional && st.IsMember(v.Institution)) {
-		return Summary{}, &domain.Error{Code: domain.EForbidden, Rule: "summary_members_only",
-			Message: "la synthèse du dossier est réservée aux membres actuels ; consultez la chronologie du dossier"}
-	}
-	now := s.now()
-	seen := domain.NewState(id)
-	for _, e := range events {
-		if domain.See(st, v, e, now).Visibility != domain.Hidden {
-			seen.Apply(e)
+	var sum Summary
+	err := s.read(ctx, id, func(st *domain.State, events []domain.Event) error {
+		if !MayKnow(st, v) {
+			return ErrNotFound
 		}
-	}
-	sum := summarize(seen, now)
-	sum.Version = st.Version // the case's version, for If-Match, even when its last event is hidden from the viewer
-	return sum, nil
+		if v.Role != domain.RoleAuditor && !(v.Role == domain.RoleProfessional && st.IsMember(v.Institution)) {
+			return &domain.Error{Code: domain.EForbidden, Rule: "summary_members_only",
+				Message: "la synthèse du dossier est réservée aux membres actuels ; consultez la chronologie du dossier"}
+		}
+		now := s.now()
+		seen := domain.NewState(id)
+		for _, e := range events {
+			if domain.See(st, v, e, now).Visibility != domain.Hidden {
+				seen.Apply(e)
+			}
+		}
+		sum = summarize(seen, now)
+		sum.Version = st.Version // the case's version, for If-Match, even when its last event is hidden from the viewer
+		return nil
+	})
+	return sum, err
 }
 
 func summarize(st *domain.State, now time.Time) Summary {
