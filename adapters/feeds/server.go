@@ -1,0 +1,217 @@
+package feeds
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// Server is the partner-facing NATS server: an embedded nats-server with
+// JetStream holding the feed streams, decentralised authentication (see
+// Authority) and, when asked, a TCP listener for partner systems. It is a
+// server of its own, apart from the event store's: partners can reach
+// nothing but the feeds, whatever the store's configuration.
+type Server struct {
+	srv  *server.Server
+	auth *Authority
+	nc   *nats.Conn
+	log  *slog.Logger
+
+	closeOnce sync.Once
+}
+
+// ServerOption configures StartServer.
+type ServerOption func(*serverConfig) error
+
+type serverConfig struct {
+	listen string
+	tls    *tls.Config
+	log    *slog.Logger
+}
+
+// WithPartnerListen makes the server accept partner connections on addr
+// (host:port; port 0 picks a free one). Without it the server listens to no
+// port: only this process reaches it.
+func WithPartnerListen(addr string) ServerOption {
+	return func(c *serverConfig) error {
+		_, port, err := net.SplitHostPort(addr)
+		if err == nil {
+			_, err = strconv.ParseUint(port, 10, 16)
+		}
+		if err != nil {
+			return fmt.Errorf("feeds: WithPartnerListen %q: %w", addr, err)
+		}
+		c.listen = addr
+		return nil
+	}
+}
+
+// WithPartnerTLS requires TLS on the partner listener, with this
+// configuration (certificates; client certificates if wanted).
+func WithPartnerTLS(cfg *tls.Config) ServerOption {
+	return func(c *serverConfig) error {
+		if cfg == nil || (len(cfg.Certificates) == 0 && cfg.GetCertificate == nil) {
+			return errors.New("feeds: WithPartnerTLS: no server certificate")
+		}
+		c.tls = cfg
+		return nil
+	}
+}
+
+// WithServerLogger sets the logger of the embedded server (default
+// slog.Default()).
+func WithServerLogger(l *slog.Logger) ServerOption {
+	return func(c *serverConfig) error {
+		if l == nil {
+			return errors.New("feeds: WithServerLogger: nil logger")
+		}
+		c.log = l
+		return nil
+	}
+}
+
+// StartServer starts the feed server with its files under dir: the
+// authority's keys (authority.json, created on first start) and JetStream
+// storage (jetstream/), with an fsync on every write, since what the feeds
+// hold is the record of what each partner was sent. Close it when done.
+func StartServer(ctx context.Context, dir string, opts ...ServerOption) (*Server, error) {
+	cfg := serverConfig{log: slog.Default()}
+	for _, o := range opts {
+		if err := o(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.tls != nil && cfg.listen == "" {
+		return nil, errors.New("feeds: WithPartnerTLS needs WithPartnerListen")
+	}
+	auth, err := OpenAuthority(dir)
+	if err != nil {
+		return nil, err
+	}
+	operator, accounts, sysPub, err := auth.accounts()
+	if err != nil {
+		return nil, fmt.Errorf("feeds: accounts: %w", err)
+	}
+	resolver := &server.MemAccResolver{}
+	for pub, token := range accounts {
+		if err := resolver.Store(pub, token); err != nil {
+			return nil, fmt.Errorf("feeds: account resolver: %w", err)
+		}
+	}
+	storeDir := filepath.Join(dir, "jetstream")
+	if err := os.MkdirAll(storeDir, 0o700); err != nil {
+		return nil, fmt.Errorf("feeds: %w", err)
+	}
+	sopts := &server.Options{
+		ServerName:       "maillage-feeds",
+		JetStream:        true,
+		StoreDir:         storeDir,
+		SyncAlways:       true,
+		DontListen:       true,
+		NoSigs:           true,
+		TrustedOperators: []*jwt.OperatorClaims{operator},
+		AccountResolver:  resolver,
+		SystemAccount:    sysPub,
+	}
+	if cfg.listen != "" {
+		host, port, _ := net.SplitHostPort(cfg.listen)
+		sopts.DontListen = false
+		sopts.Host = host
+		sopts.Port, _ = strconv.Atoi(port)
+		if sopts.Port == 0 {
+			sopts.Port = server.RANDOM_PORT
+		}
+		if cfg.tls != nil {
+			sopts.TLSConfig = cfg.tls
+			sopts.TLS = true
+			sopts.TLSTimeout = 5
+		}
+	}
+	srv, err := server.NewServer(sopts)
+	if err != nil {
+		return nil, fmt.Errorf("feeds: server: %w", err)
+	}
+	srv.SetLoggerV2(&serverLogger{log: cfg.log.With("component", "nats-feeds")}, false, false, false)
+	srv.Start()
+	s := &Server{srv: srv, auth: auth, log: cfg.log}
+	if !srv.ReadyForConnections(30 * time.Second) {
+		s.Close()
+		return nil, fmt.Errorf("feeds: server in %s not ready after 30s", dir)
+	}
+	token, seed, err := auth.relayUser()
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("feeds: relay user: %w", err)
+	}
+	s.nc, err = nats.Connect("", nats.InProcessServer(srv), nats.Name("maillage-relay"),
+		nats.UserJWTAndSeed(token, string(seed)), nats.MaxReconnects(-1))
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("feeds: connect: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Conn returns the relay's in-process connection (account FEEDS). Do not
+// close it: Close does.
+func (s *Server) Conn() *nats.Conn { return s.nc }
+
+// Authority returns the keys partner credentials are issued with.
+func (s *Server) Authority() *Authority { return s.auth }
+
+// ClientURL returns the URL partners connect to, or "" when the server does
+// not listen.
+func (s *Server) ClientURL() string {
+	if s.srv.Addr() == nil {
+		return ""
+	}
+	return s.srv.ClientURL()
+}
+
+// NATS returns the embedded nats-server.
+func (s *Server) NATS() *server.Server { return s.srv }
+
+// Close drains the relay's connection and shuts the server down.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		if s.nc != nil {
+			s.nc.Close()
+		}
+		s.srv.Shutdown()
+		s.srv.WaitForShutdown()
+	})
+	return nil
+}
+
+// serverLogger writes nats-server's log to slog.
+type serverLogger struct{ log *slog.Logger }
+
+func (l *serverLogger) logf(level slog.Level, format string, v []any) {
+	ctx := context.Background()
+	if l.log.Enabled(ctx, level) {
+		l.log.Log(ctx, level, fmt.Sprintf(format, v...))
+	}
+}
+
+func (l *serverLogger) Noticef(format string, v ...any) { l.logf(slog.LevelDebug, format, v) } // the banner: maillage logs what matters
+func (l *serverLogger) Warnf(format string, v ...any)   { l.logf(slog.LevelWarn, format, v) }
+func (l *serverLogger) Fatalf(format string, v ...any)  { l.logf(slog.LevelError, format, v) }
+func (l *serverLogger) Errorf(format string, v ...any)  { l.logf(slog.LevelError, format, v) }
+func (l *serverLogger) Debugf(format string, v ...any)  { l.logf(slog.LevelDebug, format, v) }
+func (l *serverLogger) Tracef(format string, v ...any)  { l.logf(slog.LevelDebug-4, format, v) }
