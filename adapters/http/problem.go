@@ -58,6 +58,7 @@ var codeTitle = map[string]string{
 // writeError answers err as problem+json. Errors it does not know are logged
 // and answered as a 500 without their text, which could carry case content.
 func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	log = requestLog(r.Context(), log)
 	var de *domain.Error
 	switch {
 	case errors.As(err, &de):

@@ -10,12 +10,12 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/maillage/maillage/adapters/directory"
+	"github.com/maillage/maillage/domain"
 	"github.com/maillage/maillage/domain/cases"
 )
 
@@ -28,6 +28,11 @@ type Handler struct {
 	directory *directory.Directory
 	log       *slog.Logger
 	router    chi.Router
+	ids       *requestIDs     // see ops.go
+	observer  RequestObserver // nil: none
+	ready     []namedCheck    // /readyz checks
+	reads     readModels      // see readmodels.go
+	audit     *auditConfig    // see audit.go
 }
 
 // Option configures a Handler.
@@ -38,12 +43,12 @@ func WithLogger(l *slog.Logger) Option { return func(h *Handler) { h.log = l } }
 
 // NewHandler returns the API over the case service and the directory.
 func NewHandler(svc *cases.Service, dir *directory.Directory, opts ...Option) *Handler {
-	h := &Handler{cases: svc, directory: dir, log: slog.New(slog.DiscardHandler)}
+	h := &Handler{cases: svc, directory: dir, log: slog.New(slog.DiscardHandler), ids: newRequestIDs()}
 	for _, o := range opts {
 		o(h)
 	}
 	r := chi.NewRouter()
-	r.Use(middleware.RequestID, h.logRequests, middleware.Recoverer)
+	r.Use(h.logRequests, middleware.Recoverer)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, Problem{Type: problemType("no_such_route"), Title: "Introuvable", Status: http.StatusNotFound,
 			Detail: "aucune ressource à cette adresse ; voir docs/api.md", Rule: "no_such_route"})
@@ -52,15 +57,29 @@ func NewHandler(svc *cases.Service, dir *directory.Directory, opts ...Option) *H
 		writeProblem(w, r, Problem{Type: problemType("method_not_allowed"), Title: "Méthode non permise", Status: http.StatusMethodNotAllowed,
 			Detail: "cette méthode n'est pas permise sur cette ressource ; voir docs/api.md", Rule: "method_not_allowed"})
 	})
-	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+	r.Get("/healthz", healthz)
+	r.Get("/readyz", h.readyz)
 	r.Route("/v1", func(r chi.Router) {
 		r.Use(h.authenticate)
 		r.Get("/me", h.me)
 		r.Get("/institutions", h.institutions)
 		r.Post("/cases", h.openCase)
-		r.Get("/cases/{caseID}", h.summary)
+		r.With(h.RecordAccess(domain.AccessSummary)).Get("/cases/{caseID}", h.summary)
 		r.Post("/cases/{caseID}/events", h.recordEvent)
-		r.Get("/cases/{caseID}/timeline", h.timeline)
+		r.With(h.RecordAccess(domain.AccessTimeline)).Get("/cases/{caseID}/timeline", h.timeline)
+		r.Get("/cases/{caseID}/access", h.caseAccess)
+		r.Get("/cases/{caseID}/head", h.signedHead)
+		r.Get("/cases/{caseID}/export", h.exportCase)
+		r.Post("/cases/{caseID}/erase", h.eraseCase)
+		r.Get("/audit/access", h.auditAccess)
+		r.Get("/audit/public-key", h.publicKey)
+		r.Get("/cases/{caseID}/plan", h.plan)
+		r.Get("/cases/{caseID}/chronology", h.chronology)
+		r.Get("/cases/{caseID}/visibility", h.visibility)
+		r.Get("/cases/{caseID}/deadlines", h.caseDeadlines)
+		r.Get("/deadlines", h.institutionDeadlines)
+		r.Get("/directory", h.directoryAnswer)
+		r.Get("/observatory", h.observatory)
 	})
 	h.router = r
 	return h
@@ -97,19 +116,5 @@ func (h *Handler) authenticate(next http.Handler) http.Handler {
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
-	})
-}
-
-// logRequests logs one line per request: method, route pattern, status and
-// duration, with the request id. Never the body or the query (they can carry
-// case content), never the token.
-func (h *Handler) logRequests(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
-		next.ServeHTTP(ww, r)
-		route := chi.RouteContext(r.Context()).RoutePattern()
-		h.log.Info("request", "request_id", middleware.GetReqID(r.Context()), "method", r.Method, "route", route,
-			"status", ww.Status(), "duration", time.Since(start))
 	})
 }

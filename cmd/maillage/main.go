@@ -24,6 +24,12 @@ Usage:
   maillage admin institution add [...]  register an institution in the directory
   maillage admin institution list       list the directory's institutions
   maillage admin token issue [...]      issue a bearer token (shown once)
+  maillage bench <scenario> [flags]     measure append, fanout, read, rebuild or verify (docs/benchmarks.md)
+  maillage projections rebuild|bench    rebuild the read models and their snapshot; measure them (docs/projections.md)
+  maillage audit verify|replay|export   check hash chains and signed heads; a case as of a date; export (docs/audit.md)
+  maillage case erase <case> --reason   destroy a case's personal data (docs/personal-data.md)
+  maillage partner credentials <inst>   issue the NATS credentials of an institution's partner feed (docs/feeds.md)
+  maillage feed tail --creds FILE       read a partner feed as it arrives and verify its hash chains
 
 Run "maillage <command> -h" for a command's flags.
 `
@@ -53,6 +59,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return m.Serve(ctx)
 	case "admin":
 		return runAdmin(ctx, args[1:], stdout, stderr)
+	case "bench":
+		return runBench(ctx, args[1:], stdout, stderr)
+	case "projections":
+		return runProjections(ctx, args[1:], stdout, stderr)
+	case "audit":
+		return runAudit(ctx, args[1:], stdout, stderr)
+	case "case":
+		return runCase(ctx, args[1:], stdout, stderr)
+	case "partner":
+		return runPartner(ctx, args[1:], stdout, stderr)
+	case "feed":
+		return runFeed(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

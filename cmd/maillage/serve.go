@@ -13,10 +13,14 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/maillage/maillage/adapters/directory"
 	mhttp "github.com/maillage/maillage/adapters/http"
 	"github.com/maillage/maillage/adapters/jetstream"
+	mprom "github.com/maillage/maillage/adapters/prometheus"
 	"github.com/maillage/maillage/domain/cases"
+	"github.com/maillage/maillage/projections"
 )
 
 // Main is the server process: parse flags, open, serve, close. Tests start
@@ -30,13 +34,18 @@ type Main struct {
 	// ShutdownTimeout bounds how long in-flight requests may finish on
 	// SIGTERM.
 	ShutdownTimeout time.Duration
+	storeConfig     // the event store of record and NATS replicas: see store.go
+	feedConfig      // partner feeds: see feedserve.go
+	auditConfig     // signed heads, access log, personal-data keys: see auditserve.go
 
 	stdout, stderr io.Writer
 	log            *slog.Logger
 
 	store     *jetstream.Store
+	metrics   *prometheus.Registry // served on /metrics; components register on it
 	directory *directory.Directory
 	cases     *cases.Service
+	readModel *projections.Runner // see projections.go
 	listener  net.Listener
 	server    *http.Server
 	served    chan error
@@ -57,11 +66,17 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.BoolVar(&m.Demo, "demo", env("MAILLAGE_DEMO", "") == "true", "load a demo territory on first start and print its tokens once (env MAILLAGE_DEMO=true)")
 	fs.StringVar(&m.LogFormat, "log-format", env("MAILLAGE_LOG_FORMAT", m.LogFormat), "log format: text or json (env MAILLAGE_LOG_FORMAT)")
 	fs.DurationVar(&m.ShutdownTimeout, "shutdown-timeout", m.ShutdownTimeout, "how long in-flight requests may finish on SIGTERM")
+	m.storeFlags(fs)
+	m.feedFlags(fs)
+	m.auditFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q: serve takes only flags (see maillage serve -h)", fs.Arg(0))
+	}
+	if err := m.checkStoreFlags(); err != nil {
+		return err
 	}
 	switch m.LogFormat {
 	case "text":
@@ -94,19 +109,38 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	if err := os.MkdirAll(m.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data directory %s: %w (choose another with --data)", m.DataDir, err)
 	}
-	opts := []jetstream.Option{jetstream.WithLogger(m.log)}
-	if m.NatsURL != "" {
-		opts = append(opts, jetstream.WithURL(m.NatsURL))
-	} else {
-		opts = append(opts, jetstream.WithEmbedded(filepath.Join(m.DataDir, "jetstream")))
+	if err := m.lockDataDir(); err != nil {
+		return err
 	}
-	if m.store, err = jetstream.Open(ctx, opts...); err != nil {
+	if m.store, err = jetstream.Open(ctx, append(m.natsOptions(), m.listenOptions()...)...); err != nil {
 		return fmt.Errorf("event store: %w", err)
 	}
+	if m.events, err = m.openEvents(ctx); err != nil {
+		return err
+	}
+	stored := m.events // as stored, personal data sealed: the read models open it at read time
 	if m.directory, err = directory.Open(filepath.Join(m.DataDir, "directory.json")); err != nil {
 		return err
 	}
-	if m.cases, err = cases.New(m.store, cases.WithLogger(m.log)); err != nil {
+	m.metrics = mprom.NewRegistry()
+	if err := m.openAudit(ctx); err != nil {
+		return err
+	}
+	measured, err := mprom.InstrumentStore(m.events, m.metrics)
+	if err != nil {
+		return err
+	}
+	if m.readModel, err = startProjections(ctx, stored, m.DataDir, m.log, m.projectionOptions()...); err != nil {
+		return err
+	}
+	// The read models track the service's appends: a read waits for them.
+	if m.cases, err = cases.New(m.readModel.Track(measured), append(m.caseOptions(), cases.WithLogger(m.log))...); err != nil {
+		return err
+	}
+	if err := mprom.RegisterReadModels(m.metrics, m.readModel); err != nil {
+		return err
+	}
+	if err := m.openFeeds(); err != nil {
 		return err
 	}
 	if m.Demo {
@@ -117,8 +151,15 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	if m.listener, err = net.Listen("tcp", m.Addr); err != nil {
 		return fmt.Errorf("listen on %s: %w (choose another with --addr)", m.Addr, err)
 	}
+	httpMetrics, err := mprom.NewHTTPMetrics(m.metrics)
+	if err != nil {
+		return err
+	}
+	api := mhttp.NewHandler(m.cases, m.directory, mhttp.WithLogger(m.log), mhttp.WithRequestObserver(httpMetrics),
+		mhttp.WithReadiness("store", storeReady(m.events)),
+		mhttp.WithReadModels(m.readModel), mhttp.WithReadiness("projections", projectionsReady(m.readModel)), m.auditHTTP())
 	m.server = &http.Server{
-		Handler:           mhttp.NewHandler(m.cases, m.directory, mhttp.WithLogger(m.log)),
+		Handler:           withMetrics(api, m.metrics, m.log),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
@@ -126,7 +167,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	}
 	m.served = make(chan error, 1)
 	go func() { m.served <- m.server.Serve(m.listener) }()
-	m.log.Info("maillage serving", "addr", m.listener.Addr().String(), "data", m.DataDir, "nats", natsMode(m.NatsURL))
+	m.log.Info("maillage serving", "addr", m.listener.Addr().String(), "data", m.DataDir, "nats", natsMode(m.NatsURL), "store", m.Store)
 	return nil
 }
 
@@ -167,11 +208,27 @@ func (m *Main) Close() error {
 		cancel()
 		m.server = nil
 	}
+	if err := m.closeFeeds(); err != nil {
+		errs = append(errs, err)
+	}
+	if m.readModel != nil {
+		if err := m.readModel.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("read models: %w", err))
+		}
+		m.readModel = nil
+	}
+	if err := m.closeAudit(); err != nil {
+		errs = append(errs, fmt.Errorf("audit: %w", err))
+	}
+	if err := m.closeKurrentDB(); err != nil {
+		errs = append(errs, err)
+	}
 	if m.store != nil {
 		if err := m.store.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("event store: %w", err))
 		}
 		m.store = nil
 	}
+	m.unlockDataDir()
 	return errors.Join(errs...)
 }

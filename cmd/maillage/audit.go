@@ -1,0 +1,524 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/maillage/maillage/adapters/jetstream"
+	"github.com/maillage/maillage/adapters/jetstream/accesslog"
+	"github.com/maillage/maillage/adapters/jetstream/casekeys"
+	"github.com/maillage/maillage/adapters/jetstream/checkpoints"
+	"github.com/maillage/maillage/adapters/kurrentdb"
+	"github.com/maillage/maillage/domain"
+	"github.com/maillage/maillage/domain/audit"
+	"github.com/maillage/maillage/domain/personal"
+)
+
+const auditUsage = `Usage:
+  maillage audit verify [--case ID] [--pubkey FILE] [--data DIR | --nats URL]
+      check the hash chain of every case (or one) in the event store; with
+      --pubkey, also that every chain goes through its signed heads
+  maillage audit verify --file EXPORT.jsonl [--pubkey FILE]
+      check an export offline, with the same code
+  maillage audit replay --case ID --as-of T [--event N] [--data DIR | --nats URL]
+      the case as it was at T, and what each viewer could see then; with
+      --event, who could see event N at T, and why
+  maillage audit export --case ID [--out FILE] [--purpose TEXT] [--data DIR | --nats URL]
+      the case's full history as JSON lines, with its hash fields and its
+      latest signed head (recorded in the access log)
+  maillage audit pubkey [--data DIR | --signing-key FILE]
+      print the public key that checks the signed heads
+
+The store is the embedded one under --data, which only one process may open:
+stop the server first, or start it with --nats-listen 127.0.0.1:4222 and
+pass --nats nats://127.0.0.1:4222. See docs/audit.md.
+`
+
+func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, auditUsage)
+		return errors.New("audit: verify, replay, export or pubkey?")
+	}
+	switch args[0] {
+	case "verify":
+		return auditVerify(ctx, args[1:], stdout, stderr)
+	case "replay":
+		return auditReplay(ctx, args[1:], stdout, stderr)
+	case "export":
+		return auditExport(ctx, args[1:], stdout, stderr)
+	case "pubkey":
+		return auditPubkey(args[1:], stdout, stderr)
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, auditUsage)
+		return nil
+	}
+	fmt.Fprint(stderr, auditUsage)
+	return fmt.Errorf("audit: unknown command %q", args[0])
+}
+
+// storeFlags are the flags that say where the store is.
+type storeFlags struct {
+	data, nats, kurrent string
+}
+
+func (f *storeFlags) add(fs *flag.FlagSet) {
+	fs.StringVar(&f.data, "data", env("MAILLAGE_DATA", "data"), "data directory of the embedded store (env MAILLAGE_DATA)")
+	fs.StringVar(&f.nats, "nats", env("MAILLAGE_NATS", ""), "NATS URL(s) of a running server or cluster, instead of the embedded store (env MAILLAGE_NATS)")
+	fs.StringVar(&f.kurrent, "kurrentdb", "", "KurrentDB connection string, when it is the store of record (NATS still holds the keys, heads and access log)")
+}
+
+// auditEnv is what the audit commands open: the event store (raw: as
+// stored), the keys, the signed heads and the access log.
+type auditEnv struct {
+	nats    *jetstream.Store
+	events  domain.EventStore
+	keys    *casekeys.Keys
+	heads   *checkpoints.Heads
+	access  *accesslog.Log
+	lock    *os.File
+	closers []func() error
+}
+
+// openAuditEnv opens the store like serve does: embedded under --data
+// (refused while a server holds it), or at --nats.
+func openAuditEnv(ctx context.Context, f storeFlags) (*auditEnv, error) {
+	quiet := slog.New(slog.DiscardHandler)
+	env := &auditEnv{}
+	opts := []jetstream.Option{jetstream.WithLogger(quiet)}
+	if f.nats != "" {
+		opts = append(opts, jetstream.WithURL(f.nats))
+	} else {
+		dir := filepath.Join(f.data, "jetstream")
+		if _, err := os.Stat(dir); err != nil {
+			return nil, fmt.Errorf("aucun journal d'événements dans %s (choisissez le répertoire avec --data) : %w", dir, err)
+		}
+		lock, err := lockData(f.data)
+		if errors.Is(err, errDataInUse) {
+			return nil, fmt.Errorf("le répertoire de données %s est ouvert par un serveur en marche : arrêtez-le, "+
+				"ou lancez-le avec --nats-listen 127.0.0.1:4222 et passez ici --nats nats://127.0.0.1:4222", f.data)
+		}
+		if err != nil {
+			return nil, err
+		}
+		env.lock = lock
+		opts = append(opts, jetstream.WithEmbedded(dir))
+	}
+	var err error
+	if env.nats, err = jetstream.Open(ctx, opts...); err != nil {
+		env.Close()
+		return nil, fmt.Errorf("journal d'événements : %w", err)
+	}
+	env.closers = append(env.closers, env.nats.Close)
+	env.events = env.nats
+	if f.kurrent != "" {
+		k, err := kurrentdb.Open(ctx, kurrentdb.WithURL(f.kurrent), kurrentdb.WithLogger(quiet))
+		if err != nil {
+			env.Close()
+			return nil, fmt.Errorf("journal d'événements (KurrentDB) : %w", err)
+		}
+		env.events = k
+		env.closers = append([]func() error{k.Close}, env.closers...)
+	}
+	js := env.nats.JetStream()
+	if env.keys, err = casekeys.Open(ctx, js, casekeys.WithLogger(quiet)); err != nil {
+		env.Close()
+		return nil, err
+	}
+	env.closers = append([]func() error{env.keys.Close}, env.closers...)
+	if env.heads, err = checkpoints.OpenHeads(ctx, js); err != nil {
+		env.Close()
+		return nil, err
+	}
+	if env.access, err = accesslog.Open(ctx, js, accesslog.WithLogger(quiet)); err != nil {
+		env.Close()
+		return nil, err
+	}
+	return env, nil
+}
+
+func (e *auditEnv) Close() error {
+	var errs []error
+	for _, c := range e.closers {
+		errs = append(errs, c())
+	}
+	e.closers = nil
+	if e.lock != nil {
+		e.lock.Close()
+		e.lock = nil
+	}
+	return errors.Join(errs...)
+}
+
+// opened is the event store with personal data opened (or erased).
+func (e *auditEnv) opened() domain.EventStore { return personal.NewStore(e.events, e.keys) }
+
+func parseCase(s string) (domain.CaseID, error) {
+	id, err := uuid.Parse(s)
+	if err != nil {
+		return uuid.Nil, fmt.Errorf("--case %q : identifiant de dossier (UUID) attendu", s)
+	}
+	return id, nil
+}
+
+func readPublicKey(path string) (ed25519.PublicKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--pubkey : %w", err)
+	}
+	return audit.ParsePublicKey(b)
+}
+
+// errChainBroken is what verify returns when a chain does not verify.
+var errChainBroken = errors.New("hash chain broken")
+
+func auditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("maillage audit verify", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var sf storeFlags
+	sf.add(fs)
+	caseArg := fs.String("case", "", "verify this case only")
+	pubPath := fs.String("pubkey", "", "public key (PEM) of the server's signing key: also check the signed heads")
+	file := fs.String("file", "", "verify this export (maillage audit export) instead of the store")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var pub ed25519.PublicKey
+	if *pubPath != "" {
+		var err error
+		if pub, err = readPublicKey(*pubPath); err != nil {
+			return err
+		}
+	}
+	start := time.Now()
+	if *file != "" {
+		f, err := os.Open(*file)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		x, err := audit.ReadExport(f)
+		if err != nil {
+			return err
+		}
+		rep, err := audit.VerifyExport(x, pub)
+		if err != nil {
+			return err
+		}
+		return printReport(stdout, rep, time.Since(start), pub != nil)
+	}
+	var only domain.CaseID
+	if *caseArg != "" {
+		var err error
+		if only, err = parseCase(*caseArg); err != nil {
+			return err
+		}
+	}
+	env, err := openAuditEnv(ctx, sf)
+	if err != nil {
+		return err
+	}
+	defer env.Close()
+	var heads []audit.SignedHead
+	if pub != nil {
+		all, err := env.heads.All(ctx, false)
+		if err != nil {
+			return fmt.Errorf("têtes signées : %w", err)
+		}
+		for _, h := range all {
+			if only != uuid.Nil && h.CaseID != only {
+				continue
+			}
+			if err := h.Verify(pub); err != nil {
+				return fmt.Errorf("tête signée du dossier %s (version %d) : la signature ne vérifie pas avec cette clé (%s) : %w",
+					h.CaseID, h.Version, audit.KeyID(pub), err)
+			}
+			heads = append(heads, h)
+		}
+	}
+	v := audit.NewVerifier(heads)
+	if only != uuid.Nil {
+		events, err := env.events.ReadCase(ctx, only, 0)
+		if err != nil {
+			return fmt.Errorf("lecture du dossier : %w", err)
+		}
+		if len(events) == 0 && len(heads) == 0 {
+			return fmt.Errorf("aucun dossier %s dans ce journal", only)
+		}
+		for _, e := range events {
+			v.Add(e)
+		}
+	} else {
+		var total uint64
+		if env.events == domain.EventStore(env.nats) {
+			total, _ = lastSequence(ctx, env.nats)
+		}
+		bar := newProgressBar(stderr, "vérification", total, "événements")
+		n := 0
+		for e, err := range env.events.ReadAll(ctx, 0) {
+			if err != nil {
+				bar.finish()
+				return fmt.Errorf("lecture du journal (après %d événements) : %w", n, err)
+			}
+			v.Add(e)
+			n++
+			seq, _ := jetstream.SplitPosition(e.Position)
+			bar.update(seq, n)
+		}
+		bar.finish()
+	}
+	return printReport(stdout, v.Finish(), time.Since(start), pub != nil)
+}
+
+// breakWords says which field broke, in French.
+var breakWords = map[string]string{
+	audit.BreakSequence:   "numéro de séquence",
+	audit.BreakLeaf:       "empreinte de l'événement (leafHash)",
+	audit.BreakChain:      "empreinte de chaîne (chainHash)",
+	audit.BreakSignedHead: "tête signée",
+}
+
+func printReport(w io.Writer, rep audit.Report, took time.Duration, signed bool) error {
+	rate := float64(rep.Events) / max(took.Seconds(), 1e-9)
+	fmt.Fprintf(w, "%d dossiers, %d événements vérifiés en %s (%.0f événements/s)", rep.Cases, rep.Events, took.Round(time.Millisecond), rate)
+	if signed {
+		fmt.Fprintf(w, " ; %d têtes signées contrôlées", rep.SignedHeads)
+	}
+	fmt.Fprintln(w)
+	if rep.OK() {
+		fmt.Fprintln(w, "OK : toutes les chaînes vérifient.")
+		return nil
+	}
+	for _, b := range rep.Breaks {
+		fmt.Fprintf(w, "RUPTURE dossier %s, maillon %d : %s attendu %s, trouvé %s", b.CaseID, b.Sequence, breakWords[b.Field], b.Expected, b.Found)
+		if b.Position != 0 {
+			msg, idx := jetstream.SplitPosition(b.Position)
+			fmt.Fprintf(w, " (message %d, événement %d du message)", msg, idx)
+		}
+		fmt.Fprintln(w)
+	}
+	first := rep.Breaks[0]
+	return fmt.Errorf("%w: %d case(s); first: case %s, link %d (%s)", errChainBroken, len(rep.Breaks), first.CaseID, first.Sequence, first.Field)
+}
+
+func auditReplay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("maillage audit replay", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var sf storeFlags
+	sf.add(fs)
+	caseArg := fs.String("case", "", "the case (required)")
+	asOf := fs.String("as-of", "", "the date, RFC 3339 (2026-03-05T18:00:00+01:00) or a day (2026-03-05, its end in UTC) (required)")
+	event := fs.Uint64("event", 0, "who could see this event at that date, and why")
+	purpose := fs.String("purpose", "", "why you read the case (recorded in the access log)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *caseArg == "" || *asOf == "" {
+		return errors.New("audit replay : --case et --as-of sont obligatoires")
+	}
+	id, err := parseCase(*caseArg)
+	if err != nil {
+		return err
+	}
+	at, err := parseAsOf(*asOf)
+	if err != nil {
+		return err
+	}
+	env, err := openAuditEnv(ctx, sf)
+	if err != nil {
+		return err
+	}
+	defer env.Close()
+	events, err := env.opened().ReadCase(ctx, id, 0)
+	if err != nil {
+		return fmt.Errorf("lecture du dossier : %w", err)
+	}
+	if len(events) == 0 {
+		return fmt.Errorf("aucun dossier %s dans ce journal", id)
+	}
+	rp := audit.ReplayAsOf(id, events, at)
+	if err := recordCLIRead(ctx, env, domain.AccessTimeline, id, rp.Version, "audit replay --as-of "+at.Format(time.RFC3339)+" "+*purpose); err != nil {
+		return err
+	}
+	writeReplay(stdout, rp)
+	if *event == 0 {
+		return nil
+	}
+	seen, err := rp.Who(*event)
+	if err != nil {
+		return fmt.Errorf("événement %d : pas encore enregistré le %s (le dossier était à la version %d)", *event, at.Format(time.RFC3339), rp.Version)
+	}
+	e := rp.Events[*event-1]
+	fmt.Fprintf(stdout, "\nÉvénement %d (%s, catégorie %s, enregistré le %s) : qui pouvait le voir le %s, et pourquoi\n",
+		e.Sequence, e.Type, e.Category, e.RecordedAt.Format(time.RFC3339), at.Format(time.RFC3339))
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "QUI\tVISIBILITÉ\tRÈGLE\tFONDEMENT\tPOURQUOI")
+	for _, s := range seen {
+		basis := s.Decision.Basis
+		if basis == "" {
+			basis = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Label, visibilityWords[s.Decision.Visibility], s.Decision.Rule, basis, s.Why)
+	}
+	return tw.Flush()
+}
+
+var visibilityWords = map[domain.Visibility]string{domain.Full: "complet", domain.Redacted: "expurgé", domain.Hidden: "masqué"}
+
+func parseAsOf(s string) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	if d, err := time.Parse("2006-01-02", s); err == nil {
+		return d.Add(24*time.Hour - time.Nanosecond), nil
+	}
+	return time.Time{}, fmt.Errorf("--as-of %q : une date RFC 3339 (2026-03-05T18:00:00+01:00) ou un jour (2026-03-05) est attendu", s)
+}
+
+func writeReplay(w io.Writer, rp *audit.Replay) {
+	st := rp.State
+	fmt.Fprintf(w, "Dossier %s au %s : version %d, tête de chaîne %s\n", rp.CaseID, rp.AsOf.Format(time.RFC3339), rp.Version, rp.Head)
+	if !st.Opened {
+		fmt.Fprintln(w, "Le dossier n'était pas encore ouvert.")
+		return
+	}
+	status := "ouvert"
+	if st.Closed {
+		status = "clôturé"
+	}
+	fmt.Fprintf(w, "Enfant %s, cadre %s, département %s, %s ; coordination : %s\n", st.ChildReference, st.LegalFrame, st.Departement, status, st.Coordinator)
+	for _, c := range st.Consents {
+		if c.ActiveAt(rp.AsOf) {
+			fmt.Fprintf(w, "Consentement en vigueur : %s (catégories %v ; institutions %v ; types %v), du %s au %s\n", c.ID, c.Categories, c.Institutions, c.Kinds,
+				c.From.Format("2006-01-02"), c.Until.Format("2006-01-02"))
+		}
+	}
+	for _, r := range st.Restrictions {
+		if r.ActiveAt(rp.AsOf) {
+			fmt.Fprintf(w, "Ordonnance en vigueur : %s (%s, %s), du %s au %s\n", r.OrderReference, r.Kind, r.Court, r.From.Format("2006-01-02"), r.Until.Format("2006-01-02"))
+		}
+	}
+	fmt.Fprintf(w, "\nCe que chacun pouvait voir des %d événements :\n", rp.Version)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "QUI\tCOMPLETS\tEXPURGÉS\tMASQUÉS")
+	for _, c := range rp.Counts() {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\n", c.Label, c.Full, c.Redacted, c.Hidden)
+	}
+	tw.Flush()
+}
+
+// recordCLIRead records a read of a case's content by an operator of the
+// audit tools, before it is shown: a read that cannot be recorded is not
+// made.
+func recordCLIRead(ctx context.Context, env *auditEnv, kind domain.AccessKind, id domain.CaseID, version uint64, purpose string) error {
+	from := uint64(0)
+	if version > 0 {
+		from = 1
+	}
+	err := env.access.Record(ctx, domain.AccessRecord{At: time.Now(), Kind: kind, CaseID: id, FromSequence: from, ToSequence: version,
+		Role: domain.RoleAuditor, Purpose: strings.TrimSpace(purpose)})
+	if err != nil {
+		return fmt.Errorf("la consultation n'a pas pu être inscrite au journal des accès : elle n'est pas faite : %w", err)
+	}
+	return nil
+}
+
+func auditExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("maillage audit export", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var sf storeFlags
+	sf.add(fs)
+	caseArg := fs.String("case", "", "the case (required)")
+	out := fs.String("out", "", "write to this file (default: standard output)")
+	purpose := fs.String("purpose", "", "why you export the case (recorded in the access log)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *caseArg == "" {
+		return errors.New("audit export : --case est obligatoire")
+	}
+	id, err := parseCase(*caseArg)
+	if err != nil {
+		return err
+	}
+	env, err := openAuditEnv(ctx, sf)
+	if err != nil {
+		return err
+	}
+	defer env.Close()
+	events, err := env.opened().ReadCase(ctx, id, 0)
+	if err != nil {
+		return fmt.Errorf("lecture du dossier : %w", err)
+	}
+	if len(events) == 0 {
+		return fmt.Errorf("aucun dossier %s dans ce journal", id)
+	}
+	var head *audit.SignedHead
+	if h, ok, err := env.heads.Latest(ctx, id); err != nil {
+		return err
+	} else if ok {
+		head = &h
+	}
+	var erasure *personal.Erasure
+	if e, ok, err := env.keys.Erasure(ctx, id); err != nil {
+		return err
+	} else if ok {
+		erasure = &e
+	}
+	if err := recordCLIRead(ctx, env, domain.AccessExport, id, uint64(len(events)), "audit export "+*purpose); err != nil {
+		return err
+	}
+	w := stdout
+	if *out != "" {
+		f, err := os.OpenFile(*out, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		w = f
+	}
+	if err := audit.WriteExport(w, id, events, head, erasure, time.Now()); err != nil {
+		return err
+	}
+	if *out != "" {
+		fmt.Fprintf(stderr, "export du dossier %s : %d événements, tête signée : %v → %s\n", id, len(events), head != nil, *out)
+	}
+	return nil
+}
+
+func auditPubkey(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("maillage audit pubkey", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	data := fs.String("data", env("MAILLAGE_DATA", "data"), "data directory holding signing.key (env MAILLAGE_DATA)")
+	keyPath := fs.String("signing-key", env("MAILLAGE_SIGNING_KEY", ""), "the signing key (PEM), instead of <data>/signing.key")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	path := *keyPath
+	if path == "" {
+		path = filepath.Join(*data, "signing.key")
+	}
+	key, err := readSigningKey(path)
+	if err != nil {
+		return err
+	}
+	pub := key.Public().(ed25519.PublicKey)
+	pem, err := audit.MarshalPublicKey(pub)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "clé %s\n", audit.KeyID(pub))
+	_, err = stdout.Write(pem)
+	return err
+}

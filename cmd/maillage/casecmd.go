@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/maillage/maillage/domain"
+	"github.com/maillage/maillage/domain/cases"
+)
+
+const caseUsage = `Usage:
+  maillage case erase <case id> --reason TEXT [--server URL --token TOKEN]
+      destroy the key of the case's personal data (crypto-shredding): those
+      fields read "[effacé]" everywhere from then on, the hash chain still
+      verifies, and nothing more can be recorded on the case. Through a
+      running server's API with --server (an auditor's or admin's token), or
+      on the store directly (--data DIR | --nats URL, --by NAME), acting as
+      an admin. See docs/personal-data.md.
+`
+
+func runCase(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "erase" {
+		fmt.Fprint(stderr, caseUsage)
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+			return nil
+		}
+		return errors.New(`case: only "case erase" exists`)
+	}
+	fs := flag.NewFlagSet("maillage case erase", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var sf storeFlags
+	sf.add(fs)
+	reason := fs.String("reason", "", "why: end of the retention period, a decision... (required)")
+	server := fs.String("server", env("MAILLAGE_SERVER", ""), "base URL of a running server, e.g. http://localhost:8080: erase through its API (env MAILLAGE_SERVER)")
+	token := fs.String("token", env("MAILLAGE_TOKEN", ""), "with --server: an auditor's or admin's bearer token (env MAILLAGE_TOKEN)")
+	by := fs.String("by", "", "without --server: your name, recorded with the erasure")
+	// The case id comes first: "case erase <id> --reason ...".
+	rest := args[1:]
+	var caseArg string
+	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
+		caseArg, rest = rest[0], rest[1:]
+	}
+	if err := fs.Parse(rest); err != nil {
+		return err
+	}
+	if caseArg == "" && fs.NArg() > 0 {
+		caseArg = fs.Arg(0)
+	}
+	if caseArg == "" || strings.TrimSpace(*reason) == "" {
+		fmt.Fprint(stderr, caseUsage)
+		return errors.New("case erase : donnez le dossier et --reason")
+	}
+	id, err := parseCase(caseArg)
+	if err != nil {
+		return err
+	}
+	if *server != "" {
+		return eraseThroughAPI(ctx, *server, *token, id, *reason, stdout)
+	}
+	env, err := openAuditEnv(ctx, sf)
+	if err != nil {
+		return err
+	}
+	defer env.Close()
+	svc, err := cases.New(env.events, cases.WithPersonalData(env.keys))
+	if err != nil {
+		return err
+	}
+	name := strings.TrimSpace(*by)
+	if name == "" {
+		name = "maillage case erase (ligne de commande)"
+	}
+	rec, err := svc.Erase(ctx, cases.EraseRequest{CaseID: id, Role: domain.RoleAdmin, Name: name, Reason: *reason})
+	if err != nil {
+		var de *domain.Error
+		if errors.As(err, &de) {
+			return errors.New(de.Message)
+		}
+		if errors.Is(err, cases.ErrNotFound) {
+			return fmt.Errorf("aucun dossier %s dans ce journal", id)
+		}
+		return err
+	}
+	fmt.Fprintf(stdout, "dossier %s : données personnelles effacées le %s par %s (%s)\n", id, rec.At.Format(time.RFC3339), rec.Name, rec.Reason)
+	return nil
+}
+
+func eraseThroughAPI(ctx context.Context, server, token string, id domain.CaseID, reason string, stdout io.Writer) error {
+	if token == "" {
+		return errors.New("case erase --server : donnez le jeton d'un auditeur ou d'un administrateur (--token ou MAILLAGE_TOKEN)")
+	}
+	body, _ := json.Marshal(map[string]string{"reason": reason})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(server, "/")+"/v1/cases/"+id.String()+"/erase", strings.NewReader(string(body)))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("serveur %s : %w", server, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusOK {
+		var p struct {
+			Detail string `json:"detail"`
+		}
+		if json.Unmarshal(b, &p) == nil && p.Detail != "" {
+			return fmt.Errorf("effacement refusé (%d) : %s", resp.StatusCode, p.Detail)
+		}
+		return fmt.Errorf("effacement refusé (%d)", resp.StatusCode)
+	}
+	_, err = stdout.Write(b)
+	return err
+}

@@ -1,0 +1,263 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
+)
+
+// natsCluster is a real nats-server cluster with JetStream, in this process.
+// Each node stores in its own directory and is reached only through TCP
+// proxies: one for its clients, and one per other node for the routes that
+// node opens to it (nodes advertise their client proxy to clients, and an
+// address where nothing listens for routes, so that every route goes
+// through a proxy). So a node can be stopped and started again with its
+// data (stop, start: a clean shutdown, in which nats-server hands its
+// leaderships over first), or cut off the network while it runs (cut: as a
+// crashed machine or a partition, nothing is handed over and the others
+// must elect new leaders).
+type natsCluster struct {
+	t       *testing.T
+	opts    []*natsserver.Options
+	nodes   []*natsserver.Server // nil while stopped
+	clients []*proxy             // clients to node i
+	routes  [][]*proxy           // routes[i][j]: node i to node j (nil for i == j)
+}
+
+// startNATSCluster starts n nodes routed to each other and waits until
+// JetStream has a meta leader and every node is current. It shuts them
+// down when the test ends.
+func startNATSCluster(t *testing.T, n int) *natsCluster {
+	t.Helper()
+	c := &natsCluster{t: t, nodes: make([]*natsserver.Server, n)}
+	t.Cleanup(c.shutdown)
+	ports := freePorts(t, 2*n+1) // client and route port of each node, and one where nothing listens
+	nowhere := fmt.Sprintf("127.0.0.1:%d", ports[2*n])
+	for i := range n {
+		c.clients = append(c.clients, newProxy(t, fmt.Sprintf("127.0.0.1:%d", ports[2*i])))
+		c.routes = append(c.routes, make([]*proxy, n))
+	}
+	for i := range n {
+		var routes []*url.URL
+		for j := range n {
+			if j != i {
+				c.routes[i][j] = newProxy(t, fmt.Sprintf("127.0.0.1:%d", ports[2*j+1]))
+				routes = append(routes, &url.URL{Scheme: "nats", Host: c.routes[i][j].addr()})
+			}
+		}
+		c.opts = append(c.opts, &natsserver.Options{
+			ServerName:      fmt.Sprintf("nats-%d", i),
+			Host:            "127.0.0.1",
+			Port:            ports[2*i],
+			ClientAdvertise: c.clients[i].addr(),
+			JetStream:       true,
+			StoreDir:        t.TempDir(),
+			Cluster: natsserver.ClusterOpts{Name: "maillage-test", Host: "127.0.0.1", Port: ports[2*i+1],
+				Advertise: nowhere},
+			Routes: routes,
+			NoSigs: true,
+			NoLog:  true,
+		})
+	}
+	for i := range n {
+		c.start(i)
+	}
+	c.waitCurrent()
+	return c
+}
+
+// freePorts returns n ports of 127.0.0.1 that were free when asked.
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	var ports []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports
+}
+
+// URLs is the comma-separated client URLs of every node, as --nats takes
+// them.
+func (c *natsCluster) URLs() string {
+	var urls []string
+	for _, p := range c.clients {
+		urls = append(urls, "nats://"+p.addr())
+	}
+	return strings.Join(urls, ",")
+}
+
+// start starts node i (again), on its ports and storage.
+func (c *natsCluster) start(i int) {
+	c.t.Helper()
+	s, err := natsserver.NewServer(c.opts[i].Clone())
+	if err != nil {
+		c.t.Fatalf("node %d: %v", i, err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(20 * time.Second) {
+		c.t.Fatalf("node %d not ready for connections", i)
+	}
+	c.nodes[i] = s
+}
+
+// stop shuts node i down cleanly.
+func (c *natsCluster) stop(i int) {
+	s := c.nodes[i]
+	c.nodes[i] = nil
+	if s != nil {
+		s.Shutdown()
+		s.WaitForShutdown()
+	}
+}
+
+// cut cuts node i off: its connections to clients and to the other nodes
+// close and new ones are refused, while it runs on. It stays cut.
+func (c *natsCluster) cut(i int) {
+	c.clients[i].cut()
+	for j := range c.nodes {
+		if j != i {
+			c.routes[i][j].cut()
+			c.routes[j][i].cut()
+		}
+	}
+}
+
+func (c *natsCluster) shutdown() {
+	for i := range c.nodes {
+		c.cut(i)
+		c.stop(i)
+	}
+}
+
+// streamLeader returns the index of the node leading a stream of the
+// default account, or -1. A cut node may still believe it leads: it is
+// not asked.
+func (c *natsCluster) streamLeader(stream string) int {
+	for i, s := range c.nodes {
+		if s != nil && !c.clients[i].isCut() && s.JetStreamIsStreamLeader(natsserver.DEFAULT_GLOBAL_ACCOUNT, stream) {
+			return i
+		}
+	}
+	return -1
+}
+
+// waitCurrent waits (a bounded number of times) until a meta leader is
+// elected and every running node is current with it.
+func (c *natsCluster) waitCurrent() {
+	c.t.Helper()
+	for range 600 {
+		leader, current := false, true
+		for i, s := range c.nodes {
+			if s == nil || c.clients[i].isCut() {
+				continue
+			}
+			leader = leader || s.JetStreamIsLeader()
+			current = current && s.JetStreamIsCurrent()
+		}
+		if leader && current {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.t.Fatal("the NATS cluster has no JetStream meta leader, or nodes are not current")
+}
+
+// proxy forwards the TCP connections it accepts to a target, until cut.
+type proxy struct {
+	ln     net.Listener
+	target string
+
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+	isOff bool
+}
+
+func newProxy(t *testing.T, target string) *proxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	go p.serve()
+	return p
+}
+
+func (p *proxy) addr() string { return p.ln.Addr().String() }
+
+func (p *proxy) serve() {
+	for {
+		in, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		go p.forward(in)
+	}
+}
+
+func (p *proxy) forward(in net.Conn) {
+	out, err := net.Dial("tcp", p.target)
+	if err != nil {
+		in.Close() // the node is down: as a refused connection
+		return
+	}
+	if !p.track(in, out) {
+		return
+	}
+	done := make(chan struct{}, 2)
+	pipe := func(dst, src net.Conn) {
+		io.Copy(dst, src) //nolint:errcheck // either side closing ends both
+		dst.Close()
+		src.Close()
+		done <- struct{}{}
+	}
+	go pipe(out, in)
+	go pipe(in, out)
+	<-done
+	<-done
+	p.mu.Lock()
+	delete(p.conns, in)
+	delete(p.conns, out)
+	p.mu.Unlock()
+}
+
+// track registers a forwarded pair, or closes it when the proxy is cut.
+func (p *proxy) track(in, out net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.isOff {
+		in.Close()
+		out.Close()
+		return false
+	}
+	p.conns[in], p.conns[out] = struct{}{}, struct{}{}
+	return true
+}
+
+func (p *proxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.isOff = true
+	p.ln.Close()
+	for c := range p.conns {
+		c.Close()
+	}
+}
+
+func (p *proxy) isCut() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.isOff
+}
