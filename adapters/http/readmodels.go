@@ -90,7 +90,7 @@ func (h *Handler) readCase(w http.ResponseWriter, r *http.Request, kind domain.A
 	}
 	if kind != "" && h.reads.access != nil {
 		rec := domain.AccessRecord{At: h.cases.Now(), Kind: kind, CaseID: caseID, FromSequence: min(1, version), ToSequence: version,
-			Principal: p.ID, Role: p.Role, Institution: p.Institution, FamilyMember: p.FamilyMember, Purpose: r.Header.Get("X-Access-Purpose")}
+			Principal: p.ID, Role: p.Role, Institution: p.Institution, FamilyMember: p.FamilyMember, Purpose: r.Header.Get(PurposeHeader)}
 		if err := h.reads.access.Record(r.Context(), rec); err != nil {
 			h.log.Error("access log: read not recorded, not served", "kind", kind, "err", err)
 			w.Header().Set("Retry-After", "1")
