@@ -1,10 +1,13 @@
 package domain
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"iter"
+
+	"github.com/google/uuid"
 )
 
 // Position is an event's place in the store's global order. Positions only
@@ -98,4 +101,42 @@ func CheckBatch(expectedVersion uint64, events []Event) error {
 		}
 	}
 	return nil
+}
+
+// MatchRecorded applies the port's exact-idempotency rule to a batch and
+// the events a case holds after expectedVersion (read back after a
+// conflict or an uncertain append): the same events first means the batch
+// was already recorded (ok, with the original result marked Duplicate); its
+// ids with other content, or at other places, is ErrIdempotencyMismatch;
+// otherwise the batch was not recorded (not ok, nil error).
+func MatchRecorded(expectedVersion uint64, events, recorded []Event) (AppendResult, bool, error) {
+	if len(recorded) > 0 && len(events) > 0 && recorded[0].ID == events[0].ID {
+		if len(recorded) < len(events) {
+			return AppendResult{}, false, fmt.Errorf("%w: event %s", ErrIdempotencyMismatch, events[0].ID)
+		}
+		for i, e := range events {
+			if !sameRecordedEvent(e, recorded[i]) {
+				return AppendResult{}, false, fmt.Errorf("%w: event %s (sequence %d)", ErrIdempotencyMismatch, e.ID, e.Sequence)
+			}
+		}
+		last := recorded[len(events)-1]
+		return AppendResult{Version: expectedVersion + uint64(len(events)), Position: last.Position, Duplicate: true}, true, nil
+	}
+	ids := make(map[uuid.UUID]struct{}, len(events))
+	for _, e := range events {
+		ids[e.ID] = struct{}{}
+	}
+	for _, r := range recorded {
+		if _, ok := ids[r.ID]; ok {
+			return AppendResult{}, false, fmt.Errorf("%w: event %s is recorded at sequence %d", ErrIdempotencyMismatch, r.ID, r.Sequence)
+		}
+	}
+	return AppendResult{}, false, nil
+}
+
+// sameRecordedEvent reports whether two events have the same content and
+// hashes.
+func sameRecordedEvent(a, b Event) bool {
+	return a.ID == b.ID && a.LeafHash == b.LeafHash && a.ChainHash == b.ChainHash &&
+		bytes.Equal(CanonicalEncoding(a), CanonicalEncoding(b))
 }

@@ -1,7 +1,6 @@
 package kurrentdb
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -193,7 +192,7 @@ func (s *Store) settle(ctx context.Context, expectedVersion uint64, events []dom
 	if attempt != uuid.Nil && len(recorded) == n && recorded[n-1].attempt == attempt && recorded[n-1].ID == events[n-1].ID {
 		return domain.AppendResult{Version: expectedVersion + uint64(n), Position: recorded[n-1].Position}, nil
 	}
-	if res, ok, err := matchRecorded(expectedVersion, events, recorded); ok || err != nil {
+	if res, ok, err := domain.MatchRecorded(expectedVersion, events, eventsOf(recorded)); ok || err != nil {
 		return res, err
 	}
 	if attempt != uuid.Nil {
@@ -204,40 +203,6 @@ func (s *Store) settle(ctx context.Context, expectedVersion uint64, events []dom
 	return domain.AppendResult{}, fmt.Errorf("%w: case %s is not at version %d", domain.ErrVersionConflict, id, expectedVersion)
 }
 
-// matchRecorded compares a batch with the events recorded after
-// expectedVersion: the same events first means the batch was recorded (ok),
-// its ids with other content or at other places is a mismatch.
-func matchRecorded(expectedVersion uint64, events []domain.Event, recorded []stored) (domain.AppendResult, bool, error) {
-	if len(recorded) > 0 && recorded[0].ID == events[0].ID {
-		if len(recorded) < len(events) {
-			return domain.AppendResult{}, false, fmt.Errorf("%w: event %s", domain.ErrIdempotencyMismatch, events[0].ID)
-		}
-		for i, e := range events {
-			if !sameEvent(e, recorded[i].Event) {
-				return domain.AppendResult{}, false, fmt.Errorf("%w: event %s (sequence %d)", domain.ErrIdempotencyMismatch, e.ID, e.Sequence)
-			}
-		}
-		last := recorded[len(events)-1]
-		return domain.AppendResult{Version: expectedVersion + uint64(len(events)), Position: last.Position, Duplicate: true}, true, nil
-	}
-	ids := make(map[uuid.UUID]struct{}, len(events))
-	for _, e := range events {
-		ids[e.ID] = struct{}{}
-	}
-	for _, r := range recorded {
-		if _, ok := ids[r.ID]; ok {
-			return domain.AppendResult{}, false, fmt.Errorf("%w: event %s is recorded at sequence %d", domain.ErrIdempotencyMismatch, r.ID, r.Sequence)
-		}
-	}
-	return domain.AppendResult{}, false, nil
-}
-
-// sameEvent reports whether two events have the same content and hashes.
-func sameEvent(a, b domain.Event) bool {
-	return a.ID == b.ID && a.LeafHash == b.LeafHash && a.ChainHash == b.ChainHash &&
-		bytes.Equal(domain.CanonicalEncoding(a), domain.CanonicalEncoding(b))
-}
-
 // ReadCase returns the events of a case after a sequence, read from its
 // stream (from the leader), page by page.
 func (s *Store) ReadCase(ctx context.Context, id domain.CaseID, after uint64) ([]domain.Event, error) {
@@ -245,11 +210,16 @@ func (s *Store) ReadCase(ctx context.Context, id domain.CaseID, after uint64) ([
 	if err != nil {
 		return nil, err
 	}
+	return eventsOf(recorded), nil
+}
+
+// eventsOf returns the domain events of stored events.
+func eventsOf(recorded []stored) []domain.Event {
 	events := make([]domain.Event, len(recorded))
 	for i, r := range recorded {
 		events[i] = r.Event
 	}
-	return events, nil
+	return events
 }
 
 // read returns the events of a case after a sequence, at most limit of
