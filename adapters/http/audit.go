@@ -224,20 +224,11 @@ func (h *Handler) auditAccess(w http.ResponseWriter, r *http.Request) {
 // institutions (the last 30 days unless from is given); other members get
 // 403.
 func (h *Handler) caseAccess(w http.ResponseWriter, r *http.Request) {
-	id, ok := h.caseID(w, r)
+	id, st, events, ok := h.knownCase(w, r)
 	if !ok {
 		return
 	}
 	p := principal(r.Context())
-	st, events, err := h.cases.Load(r.Context(), id)
-	if err != nil {
-		writeError(w, r, h.log, err)
-		return
-	}
-	if !cases.MayKnow(st, p.Viewer()) {
-		writeError(w, r, h.log, cases.ErrNotFound)
-		return
-	}
 	coordinator := p.Role == domain.RoleProfessional && st.Coordinator == p.Institution
 	if p.Role == domain.RoleProfessional && !coordinator {
 		writeError(w, r, h.log, &domain.Error{Code: domain.EForbidden, Rule: "access_list_coordinator_only",
@@ -317,20 +308,31 @@ func (h *Handler) answerAccess(w http.ResponseWriter, r *http.Request, f audit.A
 	writeJSON(w, http.StatusOK, shape(records))
 }
 
-// signedHead is GET /v1/cases/{id}/head: the case's latest signed head, for
-// anyone who may know the case, to check their timeline or feed against.
-func (h *Handler) signedHead(w http.ResponseWriter, r *http.Request) {
+// knownCase reads the route's case for a caller who may know it; anyone
+// else gets the answer of an unknown case (404), so that existence does not
+// leak. false when an answer was written.
+func (h *Handler) knownCase(w http.ResponseWriter, r *http.Request) (domain.CaseID, *domain.State, []domain.Event, bool) {
 	id, ok := h.caseID(w, r)
 	if !ok {
-		return
+		return id, nil, nil, false
 	}
-	st, _, err := h.cases.Load(r.Context(), id)
+	st, events, err := h.cases.Load(r.Context(), id)
 	if err != nil {
 		writeError(w, r, h.log, err)
-		return
+		return id, nil, nil, false
 	}
 	if !cases.MayKnow(st, principal(r.Context()).Viewer()) {
 		writeError(w, r, h.log, cases.ErrNotFound)
+		return id, nil, nil, false
+	}
+	return id, st, events, true
+}
+
+// signedHead is GET /v1/cases/{id}/head: the case's latest signed head, for
+// anyone who may know the case, to check their timeline or feed against.
+func (h *Handler) signedHead(w http.ResponseWriter, r *http.Request) {
+	id, _, _, ok := h.knownCase(w, r)
+	if !ok {
 		return
 	}
 	if h.audit == nil || h.audit.heads == nil {
@@ -373,20 +375,11 @@ func (h *Handler) publicKey(w http.ResponseWriter, r *http.Request) {
 // exportCase is GET /v1/cases/{id}/export, for auditors: the case's full
 // history as JSON lines (audit.WriteExport), recorded in the access log.
 func (h *Handler) exportCase(w http.ResponseWriter, r *http.Request) {
-	id, ok := h.caseID(w, r)
+	id, st, events, ok := h.knownCase(w, r)
 	if !ok {
 		return
 	}
 	p := principal(r.Context())
-	st, events, err := h.cases.Load(r.Context(), id)
-	if err != nil {
-		writeError(w, r, h.log, err)
-		return
-	}
-	if !cases.MayKnow(st, p.Viewer()) {
-		writeError(w, r, h.log, cases.ErrNotFound)
-		return
-	}
 	if p.Role != domain.RoleAuditor {
 		writeError(w, r, h.log, &domain.Error{Code: domain.EForbidden, Rule: "auditor_only",
 			Message: "l'export complet d'un dossier est réservé aux auditeurs ; les membres consultent la chronologie"})
