@@ -91,6 +91,27 @@ type auditEnv struct {
 	closers []func() error
 }
 
+// openAuditedCase opens the store and reads one case's whole history (its
+// personal-data fields opened or erased); an error when the store holds no
+// such case. The caller closes the environment.
+func openAuditedCase(ctx context.Context, f storeFlags, id domain.CaseID) (*auditEnv, []domain.Event, error) {
+	env, err := openAuditEnv(ctx, f)
+	if err != nil {
+		return nil, nil, err
+	}
+	events, err := env.opened().ReadCase(ctx, id, 0)
+	if err == nil && len(events) == 0 {
+		err = fmt.Errorf("aucun dossier %s dans ce journal", id)
+	} else if err != nil {
+		err = fmt.Errorf("lecture du dossier : %w", err)
+	}
+	if err != nil {
+		env.Close()
+		return nil, nil, err
+	}
+	return env, events, nil
+}
+
 // openAuditEnv opens the store like serve does: embedded under --data
 // (refused while a server holds it), or at --nats.
 func openAuditEnv(ctx context.Context, f storeFlags) (*auditEnv, error) {
@@ -335,18 +356,11 @@ func auditReplay(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	env, err := openAuditEnv(ctx, sf)
+	env, events, err := openAuditedCase(ctx, sf, id)
 	if err != nil {
 		return err
 	}
 	defer env.Close()
-	events, err := env.opened().ReadCase(ctx, id, 0)
-	if err != nil {
-		return fmt.Errorf("lecture du dossier : %w", err)
-	}
-	if len(events) == 0 {
-		return fmt.Errorf("aucun dossier %s dans ce journal", id)
-	}
 	rp := audit.ReplayAsOf(id, events, at)
 	if err := recordCLIRead(ctx, env, domain.AccessTimeline, id, rp.Version, "audit replay --as-of "+at.Format(time.RFC3339)+" "+*purpose); err != nil {
 		return err
@@ -452,18 +466,11 @@ func auditExport(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	env, err := openAuditEnv(ctx, sf)
+	env, events, err := openAuditedCase(ctx, sf, id)
 	if err != nil {
 		return err
 	}
 	defer env.Close()
-	events, err := env.opened().ReadCase(ctx, id, 0)
-	if err != nil {
-		return fmt.Errorf("lecture du dossier : %w", err)
-	}
-	if len(events) == 0 {
-		return fmt.Errorf("aucun dossier %s dans ce journal", id)
-	}
 	var head *audit.SignedHead
 	if h, ok, err := env.heads.Latest(ctx, id); err != nil {
 		return err
