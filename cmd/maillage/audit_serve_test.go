@@ -244,6 +244,18 @@ func TestAuditWhileServingReplayAccessLogExportAndErasure(t *testing.T) {
 	if countKinds(s.accessRecords("CASE_LEO", since))["export"] != 1 {
 		t.Errorf("the export is not recorded once")
 	}
+	// The same export from the command line, verified offline too, and
+	// recorded as a second export.
+	cliFile := filepath.Join(t.TempDir(), "leo-cli.jsonl")
+	if _, err := runCLI(t, "audit", "export", "--nats", natsURL, "--case", leo, "--out", cliFile, "--purpose", "contrôle CNIL"); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := runCLI(t, "audit", "verify", "--file", cliFile, "--pubkey", pub); err != nil || !strings.Contains(out, "1 têtes signées") {
+		t.Fatalf("offline verification of the command-line export: %v\n%s", err, out)
+	}
+	if countKinds(s.accessRecords("CASE_LEO", since))["export"] != 2 {
+		t.Errorf("the command-line export is not recorded")
+	}
 
 	// Erasure: an auditor destroys the personal data of a case.
 	secrets := s.personalValues("CASE_INES")
