@@ -102,6 +102,11 @@ func (t *Tail) Run(ctx context.Context, handle func(Delivery) error) error {
 	defer unhook()
 	for {
 		m, err := it.Next(jetstream.NextContext(ctx))
+		if errors.Is(err, jetstream.ErrNoHeartbeat) && ctx.Err() == nil {
+			// A slow link or a busy server: the iterator has already asked
+			// again for messages, so the subscriber carries on.
+			continue
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
