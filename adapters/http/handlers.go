@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -219,14 +220,27 @@ func (h *Handler) timeline(w http.ResponseWriter, r *http.Request) {
 			Detail: "limit : entre 1 et 1000", Rule: "invalid_field", Field: "limit"})
 		return
 	}
-	t, err := h.cases.Timeline(r.Context(), caseID, principal(r.Context()).Viewer(), after, int(limit))
+	// The JSON of cases.Timeline, encoded by the service: it reuses the
+	// encoding of the events it shows in full.
+	buf := bodyBuffers.Get().(*[]byte)
+	defer func() {
+		if cap(*buf) <= 1<<20 {
+			bodyBuffers.Put(buf)
+		}
+	}()
+	body, version, err := h.cases.AppendTimelineJSON(r.Context(), (*buf)[:0], caseID, principal(r.Context()).Viewer(), after, int(limit))
 	if err != nil {
 		writeError(w, r, h.log, err)
 		return
 	}
-	w.Header().Set("ETag", etag(t.Version))
-	writeJSON(w, http.StatusOK, t)
+	body = append(body, '\n')
+	*buf = body
+	w.Header().Set("ETag", etag(version))
+	writeRawJSON(w, http.StatusOK, body)
 }
+
+// bodyBuffers are the buffers timeline answers are encoded into.
+var bodyBuffers = sync.Pool{New: func() any { return new([]byte) }}
 
 func queryUint(w http.ResponseWriter, r *http.Request, s, name string, def, max uint64) (uint64, bool) {
 	if s == "" {
@@ -259,6 +273,15 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// writeRawJSON writes body, JSON already encoded and ended with a newline
+// as json.Encoder ends it, with the headers of writeJSON.
+func writeRawJSON(w http.ResponseWriter, status int, body []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
 }
 
 // decodePayload decodes the command's payload strictly into its catalogue

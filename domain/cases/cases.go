@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -44,9 +45,15 @@ type caseEntry struct {
 	mu     sync.Mutex
 	state  *domain.State
 	events []domain.Event
-	used   time.Time
-	synced bool // read from the store at least once
-	erased bool // read again since its personal data was erased
+	// fullViews[i], when set, is the JSON of events[i]'s full view, and
+	// redactedViews the JSON of redacted views (see TimelineJSON); dropped
+	// with the events.
+	fullViews     [][]byte
+	redactedViews map[redactedKey][]byte
+	sizeHint      int // running mean of a full view's JSON length, to size answers
+	used          time.Time
+	synced        bool // read from the store at least once
+	erased        bool // read again since its personal data was erased
 }
 
 // Option configures a Service.
@@ -332,15 +339,42 @@ func (s *Service) refresh(ctx context.Context, id domain.CaseID, entry *caseEntr
 	if err != nil {
 		return err
 	}
+	// Grown once to its exact size: growing by appends one by one leaves up
+	// to as much capacity unused as is used, for as long as the case is held.
+	entry.events = slices.Grow(entry.events, len(evs))
 	for _, e := range evs {
 		if e.Sequence != entry.state.Version+1 {
 			return fmt.Errorf("case %s: store returned sequence %d after %d", id, e.Sequence, entry.state.Version)
 		}
+		e = ownBytes(e)
 		entry.state.Apply(e)
 		entry.events = append(entry.events, e)
 	}
 	entry.synced = true
 	return nil
+}
+
+// ownBytes gives the event's byte fields (salt, payload, sealed payload)
+// memory of their own, in one allocation. A store may return them as slices
+// of a larger buffer (the JetStream adapter decodes a message's events in
+// place, so they share its body with everything else it held): held for as
+// long as the case is cached, such a slice keeps the whole buffer alive.
+func ownBytes(e domain.Event) domain.Event {
+	n := len(e.Salt) + len(e.Payload) + len(e.SealedPayload)
+	if n == 0 {
+		return e
+	}
+	buf := make([]byte, 0, n)
+	own := func(b []byte) []byte {
+		if b == nil {
+			return nil
+		}
+		start := len(buf)
+		buf = append(buf, b...)
+		return buf[start:len(buf):len(buf)]
+	}
+	e.Salt, e.Payload, e.SealedPayload = own(e.Salt), own(e.Payload), own(e.SealedPayload)
+	return e
 }
 
 // Load returns a case's events, as recorded now, and a state folded from

@@ -90,7 +90,10 @@ func (s *Service) dropIfErased(ctx context.Context, id domain.CaseID, entry *cas
 		return fmt.Errorf("case key: %w", err)
 	}
 	if erased {
+		// The rendered views go with the events: they hold the personal
+		// data that was just erased.
 		entry.state, entry.events, entry.synced, entry.erased = domain.NewState(id), nil, false, true
+		entry.fullViews, entry.redactedViews = nil, nil
 	}
 	return nil
 }

@@ -51,17 +51,8 @@ func (s *Service) Timeline(ctx context.Context, id domain.CaseID, v domain.Viewe
 		if !MayKnow(st, v) {
 			return ErrNotFound
 		}
-		t = Timeline{CaseID: id, Version: st.Version, Head: st.Head, Events: []domain.EventView{}}
-		if after >= uint64(len(events)) {
-			return nil
-		}
-		page := events[after:]
-		if limit > 0 && len(page) > limit {
-			page = page[:limit]
-			next := page[len(page)-1].Sequence
-			t.Next = &next
-		}
-		t.Events = domain.Timeline(st, v, page, s.now())
+		_, page, next := timelinePage(events, after, limit)
+		t = Timeline{CaseID: id, Version: st.Version, Head: st.Head, Events: domain.Timeline(st, v, page, s.now()), Next: next}
 		return nil
 	})
 	return t, err
@@ -73,6 +64,12 @@ func (s *Service) Timeline(ctx context.Context, id domain.CaseID, v domain.Viewe
 // keep nor change them (the views it makes may share the events' bytes,
 // which are never changed).
 func (s *Service) read(ctx context.Context, id domain.CaseID, fn func(st *domain.State, events []domain.Event) error) error {
+	return s.readEntry(ctx, id, func(entry *caseEntry) error { return fn(entry.state, entry.events) })
+}
+
+// readEntry runs fn on the case's cache entry, brought up to date with the
+// store, under the entry's lock.
+func (s *Service) readEntry(ctx context.Context, id domain.CaseID, fn func(entry *caseEntry) error) error {
 	entry := s.entry(id)
 	entry.mu.Lock()
 	defer entry.mu.Unlock()
@@ -82,7 +79,7 @@ func (s *Service) read(ctx context.Context, id domain.CaseID, fn func(st *domain
 	if err := s.refresh(ctx, id, entry); err != nil {
 		return err
 	}
-	return fn(entry.state, entry.events)
+	return fn(entry)
 }
 
 // Summary is a case's current state as a member may see it.

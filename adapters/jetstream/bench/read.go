@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"sync/atomic"
 	"time"
 
 	"github.com/maillage/maillage/domain"
@@ -18,12 +19,16 @@ const readEvents = 100_000
 // timelinePage is the page a timeline read asks for: the API's default.
 const timelinePage = 100
 
-// Read measures timeline reads per viewer (cases.Service.Timeline: the
-// case's events, the access policy evaluated now for the viewer, full,
-// redacted or stub) by Readers concurrent readers, each picking a case and
-// one of its readers (auditor, member, family member) at random, over a
-// generated dataset held in the service's cache. It reports the memory the
-// cache holds per event.
+// Read measures timeline reads per viewer, as GET /v1/cases/{id}/timeline
+// makes them (cases.Service.TimelineJSON: the case brought up to date with
+// the store, the access policy evaluated now for the viewer, full, redacted
+// or stub, encoded as JSON), by Readers concurrent readers, each picking a
+// case and one of its readers (auditor, member, family member) at random,
+// over a generated dataset held in the service's cache. Two more phases
+// isolate our part: the same reads without the store's freshness check, and
+// the policy with encoding/json over the views (the encoding every read did
+// before TimelineJSON). It reports the memory the cache holds per event
+// once the reads have run (events, states and the encoded full views).
 func Read(ctx context.Context, opts Options) (*Report, error) {
 	opts = opts.withDefaults()
 	if opts.Events <= 0 {
@@ -38,20 +43,52 @@ func Read(ctx context.Context, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	svc, err := cases.New(e.store, cases.WithCacheSize(len(d.cases)+1))
+	store := &switchedStore{EventStore: e.store}
+	svc, err := cases.New(store, cases.WithCacheSize(len(d.cases)+1))
 	if err != nil {
 		return nil, err
 	}
 	e.progress("read: loading %d cases", len(d.cases))
 	before := liveHeap()
 	for _, c := range d.cases {
-		if _, err := svc.Timeline(ctx, c.id, c.viewers[0], 0, 1); err != nil {
+		if _, _, err := svc.TimelineJSON(ctx, c.id, c.viewers[0], 0, 1); err != nil {
 			return nil, err
 		}
 	}
+	afterLoad := liveHeap()
+	loaded := float64(afterLoad-min(before, afterLoad)) / float64(d.events)
+
+	r := newReport("read", fmt.Sprintf("%d readers, %d generated events in %d cases, pages of %d events, %s",
+		opts.Readers, d.events, len(d.cases), timelinePage, opts.Duration))
+	rnd := make([]*rand.Rand, opts.Readers)
+	for w := range rnd {
+		rnd[w] = rand.New(rand.NewPCG(uint64(opts.Seed), uint64(w)))
+	}
+	bufs := make([][]byte, opts.Readers) // as the HTTP handler reuses its buffers
+	read := func(ctx context.Context, w, _ int) error {
+		c := d.cases[rnd[w].IntN(len(d.cases))]
+		body, _, err := svc.AppendTimelineJSON(ctx, bufs[w][:0], c.id, c.viewers[rnd[w].IntN(len(c.viewers))], 0, timelinePage)
+		bufs[w] = body
+		return err
+	}
+	e.progress("read: %d readers for %s", opts.Readers, opts.Duration)
+	row, err := timed(ctx, "timeline read as JSON (cases.Service)", "read", opts.Readers, opts.Duration, read)
+	if err != nil {
+		return nil, err
+	}
+	clear(bufs) // the readers' buffers are not what the cache holds
 	held := liveHeap()
 	perEvent := float64(held-min(before, held)) / float64(d.events)
-	// The same cases in the bench's own memory, for the policy-only phase.
+	row.BytesPerEvent = perEvent
+	e.progress("read: without the store's freshness check, %d readers for %s", opts.Readers, opts.Duration)
+	store.skip.Store(true)
+	ours, err := timed(ctx, "same, no store check (ours)", "read", opts.Readers, opts.Duration, read)
+	store.skip.Store(false)
+	if err != nil {
+		return nil, err
+	}
+
+	// The same cases in the bench's own memory, for the encoding/json phase.
 	type inMemory struct {
 		st     *domain.State
 		events []domain.Event
@@ -64,29 +101,8 @@ func Read(ctx context.Context, opts Options) (*Report, error) {
 		}
 		mem[i] = inMemory{st, events}
 	}
-
-	r := newReport("read", fmt.Sprintf("%d readers, %d generated events in %d cases, pages of %d events, %s",
-		opts.Readers, d.events, len(d.cases), timelinePage, opts.Duration))
-	e.progress("read: %d readers for %s", opts.Readers, opts.Duration)
-	rnd := make([]*rand.Rand, opts.Readers)
-	for w := range rnd {
-		rnd[w] = rand.New(rand.NewPCG(uint64(opts.Seed), uint64(w)))
-	}
-	row, err := timed(ctx, "timeline read + JSON (cases.Service)", "read", opts.Readers, opts.Duration, func(ctx context.Context, w, _ int) error {
-		c := d.cases[rnd[w].IntN(len(d.cases))]
-		t, err := svc.Timeline(ctx, c.id, c.viewers[rnd[w].IntN(len(c.viewers))], 0, timelinePage)
-		if err != nil {
-			return err
-		}
-		_, err = json.Marshal(t)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	row.BytesPerEvent = perEvent
-	e.progress("read: policy and JSON only, %d readers for %s", opts.Readers, opts.Duration)
-	policy, err := timed(ctx, "policy + JSON only (no store read)", "read", opts.Readers, opts.Duration, func(ctx context.Context, w, _ int) error {
+	e.progress("read: policy and encoding/json only, %d readers for %s", opts.Readers, opts.Duration)
+	policy, err := timed(ctx, "policy + encoding/json of views", "read", opts.Readers, opts.Duration, func(ctx context.Context, w, _ int) error {
 		i := rnd[w].IntN(len(d.cases))
 		c, m := d.cases[i], mem[i]
 		page := m.events[:min(len(m.events), timelinePage)]
@@ -98,9 +114,24 @@ func Read(ctx context.Context, opts Options) (*Report, error) {
 	}
 	runtime.KeepAlive(svc) // the heap measured after the phases holds them
 	runtime.KeepAlive(mem)
-	r.Rows = append(r.Rows, row, policy)
+	r.Rows = append(r.Rows, row, ours, policy)
 	r.Ratios = append(r.Ratios,
 		ratio("timeline read p99 ms", row.P99, 5, true),
 		ratio("memory per event held, bytes", perEvent, 2048, true))
+	r.Notes = append(r.Notes, fmt.Sprintf("memory per event once loaded, before the reads encoded full views: %.0f bytes", loaded))
 	return r, nil
+}
+
+// switchedStore is the store, whose ReadCase finds nothing new while skip is
+// set: the service then serves reads from its cache alone.
+type switchedStore struct {
+	domain.EventStore
+	skip atomic.Bool
+}
+
+func (s *switchedStore) ReadCase(ctx context.Context, id domain.CaseID, after uint64) ([]domain.Event, error) {
+	if s.skip.Load() {
+		return nil, nil
+	}
+	return s.EventStore.ReadCase(ctx, id, after)
 }
