@@ -34,6 +34,16 @@ func readSubject(ctx context.Context, nc *nats.Conn, stream, subj string, start,
 	}
 	defer sub.Unsubscribe()
 	api := "$JS.API.DIRECT.GET." + stream
+	// A batch counts messages of the subject, not stream sequences: where
+	// other subjects' messages sit in between, it reaches past end.
+	past := false
+	within := func(seq uint64, m *nats.Msg) error {
+		if end > 0 && seq > end {
+			past = true
+			return nil
+		}
+		return fn(seq, m)
+	}
 	for {
 		batch := directBatch
 		if end > 0 {
@@ -50,11 +60,11 @@ func readSubject(ctx context.Context, nc *nats.Conn, stream, subj string, start,
 		if err := nc.PublishRequest(api, inbox, body); err != nil {
 			return fmt.Errorf("feeds: read %s: %w", stream, err)
 		}
-		more, last, err := readBatch(ctx, msgs, fn)
+		more, last, err := readBatch(ctx, msgs, within)
 		if err != nil {
 			return fmt.Errorf("feeds: read %s: %w", stream, err)
 		}
-		if !more || (end > 0 && last >= end) {
+		if !more || past || (end > 0 && last >= end) {
 			return nil
 		}
 		start = last + 1

@@ -214,8 +214,8 @@ func (run *run) relayTo(ctx context.Context, ent *caseEntry, m *domain.Member, e
 			return nil, err
 		}
 	}
-	if h.through > e.Sequence {
-		return h, nil // relayed before a crash, with what came after
+	if h.erased || h.through > e.Sequence {
+		return h, nil // erased, or relayed before a crash with what came after
 	}
 	retracted := false
 	for attempt := 1; ; attempt++ {
@@ -233,6 +233,9 @@ func (run *run) relayTo(ctx context.Context, ent *caseEntry, m *domain.Member, e
 		}
 		if h, err = run.r.loadHolding(ctx, inst, ent.id); err != nil {
 			return nil, err
+		}
+		if h.erased {
+			return h, nil
 		}
 	}
 	h.fresh = false
@@ -342,6 +345,7 @@ type holding struct {
 	lastMsg uint64
 	through uint64
 	fresh   bool // read from the feed and not compared with the policy since
+	erased  bool // the feed ends with an erase notice: nothing more is sent
 }
 
 func (h *holding) record(msgSeq uint64, kind Kind, seq, cause uint64, key string) {
@@ -362,7 +366,7 @@ func (r *Relay) loadHolding(ctx context.Context, inst domain.InstitutionID, id d
 	h := &holding{fresh: true}
 	views := map[uint64]string{}
 	content := map[uint64][]uint64{} // sequence -> messages that carry its content
-	var erase []uint64
+	var erase, before []uint64
 	err := readSubject(ctx, r.nc, StreamName(inst), Subject(inst, id), 1, 0, func(msgSeq uint64, m *nats.Msg) error {
 		mh, err := parseHeader(m.Header)
 		if err != nil {
@@ -371,8 +375,17 @@ func (r *Relay) loadHolding(ctx context.Context, inst domain.InstitutionID, id d
 		if mh.caseID != id {
 			return fmt.Errorf("message %d: %w: another case's message on the subject", msgSeq, ErrBadMessage)
 		}
-		views[mh.sequence] = mh.key
 		h.lastMsg = msgSeq
+		if mh.kind == KindErase {
+			// The case was erased (EraseCase): whatever is left before the
+			// notice goes (an erasure stopped half-way), nothing comes after.
+			h.erased = true
+			erase = append(erase, before...)
+			before, views, content = nil, map[uint64]string{}, map[uint64][]uint64{}
+			return nil
+		}
+		before = append(before, msgSeq)
+		views[mh.sequence] = mh.key
 		h.through = max(h.through, mh.cause)
 		if mh.kind == KindRetract {
 			erase = append(erase, content[mh.sequence]...)
@@ -385,6 +398,9 @@ func (r *Relay) loadHolding(ctx context.Context, inst domain.InstitutionID, id d
 	})
 	if err != nil {
 		return nil, err
+	}
+	if h.erased {
+		views = nil
 	}
 	h.vis = make([]string, len(views))
 	for seq, key := range views {
@@ -498,8 +514,10 @@ func (t *tracker) finish(p domain.Position) (domain.Position, bool) {
 	return done, moved
 }
 
-// caseCache keeps the most recently relayed cases of a shard.
+// caseCache keeps the most recently relayed cases of a shard. Its shard
+// uses it; Relay.Erase removes from it.
 type caseCache struct {
+	mu      sync.Mutex
 	limit   int
 	order   *list.List // of *caseEntry, most recent first
 	entries map[domain.CaseID]*list.Element
@@ -510,6 +528,8 @@ func newCaseCache(limit int) *caseCache {
 }
 
 func (c *caseCache) get(id domain.CaseID) *caseEntry {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	el, ok := c.entries[id]
 	if !ok {
 		return nil
@@ -519,6 +539,8 @@ func (c *caseCache) get(id domain.CaseID) *caseEntry {
 }
 
 func (c *caseCache) put(ent *caseEntry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if el, ok := c.entries[ent.id]; ok {
 		el.Value = ent
 		c.order.MoveToFront(el)
@@ -529,5 +551,14 @@ func (c *caseCache) put(ent *caseEntry) {
 		last := c.order.Back()
 		c.order.Remove(last)
 		delete(c.entries, last.Value.(*caseEntry).id)
+	}
+}
+
+func (c *caseCache) remove(id domain.CaseID) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.entries[id]; ok {
+		c.order.Remove(el)
+		delete(c.entries, id)
 	}
 }

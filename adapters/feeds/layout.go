@@ -62,6 +62,11 @@ const (
 	// by a view showing less (usually a stub): the partner must delete what
 	// it no longer may keep.
 	KindRetract Kind = "retract"
+	// KindErase tells the partner that the case's personal data was erased
+	// (crypto-shredding, docs/personal-data.md): the feed no longer holds
+	// anything of the case but this notice, a stub of the case's last
+	// event, and the partner must delete what it holds of the case.
+	KindErase Kind = "erase"
 )
 
 // Token returns the institution id as one NATS name token: letters, digits

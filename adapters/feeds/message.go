@@ -91,7 +91,7 @@ func parseHeader(h nats.Header) (msgHeader, error) {
 	var err error
 	m.kind = Kind(h.Get(HeaderKind))
 	switch m.kind {
-	case KindEvent, KindReveal, KindRetract:
+	case KindEvent, KindReveal, KindRetract, KindErase:
 	default:
 		return m, fmt.Errorf("%w: kind %q", ErrBadMessage, m.kind)
 	}

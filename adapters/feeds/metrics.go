@@ -16,6 +16,7 @@ type metrics struct {
 	position   prometheus.Gauge
 	published  *prometheus.CounterVec // institution, kind (event, reveal, retract)
 	retracted  *prometheus.CounterVec // institution
+	erased     prometheus.Counter
 	errors     prometheus.Counter
 }
 
@@ -41,6 +42,10 @@ func newMetrics(r prometheus.Registerer) (*metrics, error) {
 			Namespace: "maillage", Subsystem: "feed", Name: "retracted_total",
 			Help: "Retract notices published, per partner institution.",
 		}, []string{"institution"}),
+		erased: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "maillage", Subsystem: "feed", Name: "erase_notices_total",
+			Help: "Erase notices published: a case whose personal data was erased, removed from one partner feed.",
+		}),
 		errors: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "maillage", Subsystem: "feed", Name: "relay_errors_total",
 			Help: "Failures that made the relay start again from its checkpoint.",
@@ -49,7 +54,7 @@ func newMetrics(r prometheus.Registerer) (*metrics, error) {
 	if r == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.lagEvents, m.lagSeconds, m.position, m.published, m.retracted, m.errors} {
+	for _, c := range []prometheus.Collector{m.lagEvents, m.lagSeconds, m.position, m.published, m.retracted, m.erased, m.errors} {
 		if err := r.Register(c); err != nil {
 			var already prometheus.AlreadyRegisteredError
 			if errors.As(err, &already) {

@@ -25,6 +25,7 @@ type config struct {
 	dedupWindow     time.Duration
 	retryAfter      time.Duration
 	lagEvery        time.Duration
+	eraseWait       time.Duration
 	crash           func(crashPoint, domain.Event) bool // tests: stop dead at a point
 }
 
@@ -38,6 +39,7 @@ func defaultConfig() config {
 		dedupWindow:     2 * time.Minute,
 		retryAfter:      time.Second,
 		lagEvery:        5 * time.Second,
+		eraseWait:       defaultEraseWait,
 	}
 }
 
@@ -135,6 +137,18 @@ func WithRetryAfter(d time.Duration) Option {
 			return fmt.Errorf("feeds: WithRetryAfter: %s, want more than zero", d)
 		}
 		c.retryAfter = d
+		return nil
+	}
+}
+
+// WithEraseWait bounds how long Relay.Erase waits for the relay to pass
+// the erased case's last event (default 30 seconds).
+func WithEraseWait(d time.Duration) Option {
+	return func(c *config) error {
+		if d <= 0 {
+			return fmt.Errorf("feeds: WithEraseWait: %s, want more than zero", d)
+		}
+		c.eraseWait = d
 		return nil
 	}
 }

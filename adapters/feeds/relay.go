@@ -36,6 +36,7 @@ type Relay struct {
 	done    domain.Position               // every event up to it is relayed
 	changed chan struct{}                 // closed and replaced when done moves
 	feeds   map[domain.InstitutionID]bool // feeds known to exist
+	current *run                          // the pass in progress, nil between passes
 
 	ensureMu sync.Mutex // serialises the creation of feeds
 
@@ -182,6 +183,14 @@ func (r *Relay) runOnce(parent context.Context) error {
 	ctx, cancel := context.WithCancelCause(parent)
 	defer cancel(nil)
 	run := newRun(ctx, r, start)
+	r.mu.Lock()
+	r.current = run
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		r.current = nil
+		r.mu.Unlock()
+	}()
 	var workers sync.WaitGroup
 	for i := range run.shards {
 		workers.Add(1)

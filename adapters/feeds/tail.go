@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -93,7 +94,10 @@ func (t *Tail) Run(ctx context.Context, handle func(Delivery) error) error {
 	if err != nil {
 		return fmt.Errorf("feeds: feed of %s: %w", t.inst, err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(256))
+	// Pull requests that expire every 10 s (heartbeats every 5 s): a pull
+	// lost on the way (a reconnection, a busy server) is noticed and
+	// replaced within 10 s rather than the default 30 s.
+	it, err := cons.Messages(jetstream.PullMaxMessages(256), jetstream.PullExpiry(10*time.Second))
 	if err != nil {
 		return fmt.Errorf("feeds: feed of %s: %w", t.inst, err)
 	}
@@ -141,6 +145,13 @@ func (t *Tail) check(ctx context.Context, m jetstream.Msg) Delivery {
 	}
 	if m.Subject() != Subject(t.inst, d.CaseID) {
 		d.Break = fmt.Errorf("%w: case %s on subject %s", ErrBadMessage, d.CaseID, m.Subject())
+		return d
+	}
+	if d.Kind == KindErase {
+		// The case's personal data was erased: the feed holds nothing else
+		// of it, and the partner deletes what it kept. Its chain is not
+		// followed any more.
+		delete(t.chains, d.CaseID)
 		return d
 	}
 	c, ok := t.chains[d.CaseID]

@@ -3,6 +3,7 @@ package feeds
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -199,6 +200,40 @@ func TestTailReportsABrokenLink(t *testing.T) {
 	for _, d := range got[:len(got)-1] {
 		if d.Break != nil {
 			t.Fatalf("genuine message %d reported broken: %v", d.StreamSeq, d.Break)
+		}
+	}
+}
+
+// Given a subscriber that stops while two cases move, their messages
+// interleaved on the feed, when it starts again, then it checks what it
+// acknowledged before of each case (reading the feed before the first new
+// message), and reports neither a duplicate nor a break.
+func TestTailResumesWithInterleavedCases(t *testing.T) {
+	e := newEnv(t, WithPartnerListen("127.0.0.1:0"))
+	r := e.startRelay()
+	home := e.tail(mecs)
+	a, _ := e.openCase(mecs)
+	b, _ := e.openCase(mecs)
+	for i := range 3 {
+		e.observe(a, mecs, domain.CategoryDailyLife, fmt.Sprintf("a %d", i))
+		e.observe(b, mecs, domain.CategoryDailyLife, fmt.Sprintf("b %d", i))
+	}
+	e.wait(r)
+	home.until(e, mecs)
+	home.stop()
+	for i := range 3 {
+		e.observe(a, mecs, domain.CategoryDailyLife, fmt.Sprintf("a again %d", i))
+		e.observe(b, mecs, domain.CategoryDailyLife, fmt.Sprintf("b again %d", i))
+	}
+	e.wait(r)
+	resumed := e.tail(mecs).until(e, mecs)
+	if len(resumed) != 6 {
+		t.Fatalf("resumed with %d deliveries, want the 6 new ones", len(resumed))
+	}
+	for _, d := range resumed {
+		st, _, _ := e.svc.Load(e.ctx, d.CaseID)
+		if d.Break != nil || d.Duplicate || d.Verified != d.Sequence || d.Sequence > st.Version {
+			t.Fatalf("case %s, sequence %d: break %v, duplicate %v, verified up to %d", d.CaseID, d.Sequence, d.Break, d.Duplicate, d.Verified)
 		}
 	}
 }

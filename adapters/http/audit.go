@@ -455,6 +455,14 @@ func (h *Handler) eraseCase(w http.ResponseWriter, r *http.Request) {
 			Detail: "ce serveur ne chiffre pas les données personnelles : il ne peut pas les effacer", Rule: "erasure_not_configured"})
 		return
 	}
+	if errors.Is(err, cases.ErrErasureUnfinished) {
+		requestLog(r.Context(), h.log).Error("erasure unfinished", "err", err)
+		w.Header().Set("Retry-After", "10")
+		writeProblem(w, r, Problem{Type: problemType("erasure_unfinished"), Title: "Effacement inachevé", Status: http.StatusServiceUnavailable,
+			Detail: "les données personnelles du dossier sont effacées, mais les flux partenaires n'en sont pas encore vidés : renvoyez la même demande dans quelques instants pour terminer",
+			Rule:   "erasure_unfinished"})
+		return
+	}
 	if err != nil {
 		writeError(w, r, h.log, err)
 		return

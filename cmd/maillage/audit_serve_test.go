@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	njs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/maillage/maillage/domain"
 	"github.com/maillage/maillage/domain/audit"
@@ -263,6 +265,19 @@ func TestAuditWhileServingReplayAccessLogExportAndErasure(t *testing.T) {
 		t.Fatalf("the demo case has %d personal values: the test proves little", len(secrets))
 	}
 	ines := s.vars["CASE_INES"]
+	// The partners' feeds hold them (the relay caught up with the case).
+	inesEvents, err := s.main.events.ReadCase(context.Background(), uuid.MustParse(ines), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, wcancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer wcancel()
+	if err := s.main.relay.WaitFor(wctx, inesEvents[len(inesEvents)-1].Position); err != nil {
+		t.Fatal(err)
+	}
+	if found := feedSecrets(t, s.main, secrets); len(found) == 0 {
+		t.Fatal("the partner feeds hold none of the case's personal values before erasure: the test proves little")
+	}
 	wantProblem(t, s.do("POST", "/v1/cases/"+ines+"/erase", "ASE", `{"reason":"x"}`), http.StatusForbidden, "", "erase_auditor_or_admin")
 	wantProblem(t, s.do("POST", "/v1/cases/"+ines+"/erase", "AUDITOR", `{"reason":""}`), http.StatusBadRequest, "reason", "")
 	wantStatus(t, s.do("POST", "/v1/cases/"+ines+"/erase", "AUDITOR", `{"reason":"fin de la durée de conservation"}`), http.StatusOK)
@@ -284,8 +299,106 @@ func TestAuditWhileServingReplayAccessLogExportAndErasure(t *testing.T) {
 	if !strings.Contains(all, personal.Erased) {
 		t.Errorf("nothing reads %q after erasure", personal.Erased)
 	}
+	// Nor do the partner feeds, in their messages or on disk.
+	if found := feedSecrets(t, s.main, secrets); len(found) > 0 {
+		t.Errorf("after erasure, the partner feeds still hold %q", found)
+	}
 	wantProblem(t, s.do("POST", "/v1/cases/"+ines+"/events", "ASE", `{"type":"ObservationRecorded","payload":{"summary":"après"}}`), http.StatusConflict, "", "case_erased")
 	if out, err := runCLI(t, "audit", "verify", "--nats", natsURL, "--pubkey", pub, "--case", ines); err != nil {
 		t.Fatalf("the erased case does not verify: %v\n%s", err, out)
+	}
+}
+
+// feedSecrets returns the secrets found in the partner feeds of a server:
+// in the messages of every feed stream, read as the relay's account can,
+// and in the feed server's files on disk.
+func feedSecrets(t *testing.T, m *Main, secrets []string) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	js, err := njs.New(m.feedServer.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw bytes.Buffer
+	names := js.StreamNames(ctx)
+	for name := range names.Name() {
+		stream, err := js.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := stream.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+			msg, err := stream.GetMsg(ctx, seq)
+			if errors.Is(err, njs.ErrMsgNotFound) {
+				continue
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintln(&raw, msg.Header, string(msg.Data))
+		}
+	}
+	if err := names.Err(); err != nil {
+		t.Fatal(err)
+	}
+	err = filepath.WalkDir(filepath.Join(m.DataDir, "feeds"), func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		raw.Write(b)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found []string
+	for _, s := range secrets {
+		if bytes.Contains(raw.Bytes(), []byte(s)) {
+			found = append(found, s)
+		}
+	}
+	return found
+}
+
+// Given a stopped server whose feeds hold a case, when an admin erases the
+// case from the command line on its data directory, then the feeds under
+// it hold none of the case's personal data when the server starts again.
+func TestCaseEraseOnAStoppedServerClearsItsFeeds(t *testing.T) {
+	s := mustServeWith(t)
+	ines := s.vars["CASE_INES"]
+	secrets := s.personalValues("CASE_INES")
+	events, err := s.main.events.ReadCase(context.Background(), uuid.MustParse(ines), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.main.relay.WaitFor(wctx, events[len(events)-1].Position); err != nil {
+		t.Fatal(err)
+	}
+	if len(feedSecrets(t, s.main, secrets)) == 0 {
+		t.Fatal("the feeds hold none of the case's personal values: the test proves little")
+	}
+	s.close()
+
+	out, err := runCLI(t, "case", "erase", ines, "--data", s.dir, "--reason", "fin de la durée de conservation")
+	if err != nil || !strings.Contains(out, "données personnelles effacées") || !strings.Contains(out, "retiré de") {
+		t.Fatalf("case erase: %v\n%s", err, out)
+	}
+	m := NewMain(io.Discard, io.Discard)
+	if err := m.ParseFlags([]string{"--data", s.dir, "--addr", "127.0.0.1:0"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if found := feedSecrets(t, m, secrets); len(found) > 0 {
+		t.Errorf("after erasure, the feeds hold %q", found)
 	}
 }

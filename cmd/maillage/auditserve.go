@@ -118,12 +118,19 @@ func (m *Main) openAudit(ctx context.Context) error {
 	return nil
 }
 
-// caseOptions are the case service's options for personal data.
+// caseOptions are the case service's options for personal data: keys, and
+// an erasure that also clears the partner feeds (the relay starts after the
+// service, hence the indirection).
 func (m *Main) caseOptions() []cases.Option {
 	if m.keys == nil {
 		return nil
 	}
-	return []cases.Option{cases.WithPersonalData(m.keys)}
+	return []cases.Option{cases.WithPersonalData(m.keys), cases.WithOnErase(func(ctx context.Context, id domain.CaseID) error {
+		if m.relay == nil {
+			return nil
+		}
+		return m.relay.Erase(ctx, id)
+	})}
 }
 
 // auditHTTP gives the API the access log and the signed heads.

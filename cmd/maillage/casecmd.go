@@ -7,10 +7,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/maillage/maillage/adapters/feeds"
 	"github.com/maillage/maillage/domain"
 	"github.com/maillage/maillage/domain/cases"
 )
@@ -19,7 +23,8 @@ const caseUsage = `Usage:
   maillage case erase <case id> --reason TEXT [--server URL --token TOKEN]
       destroy the key of the case's personal data (crypto-shredding): those
       fields read "[effacé]" everywhere from then on, the hash chain still
-      verifies, and nothing more can be recorded on the case. Through a
+      verifies, nothing more can be recorded on the case, and the partner
+      feeds keep only an erase notice of it. Through a
       running server's API with --server (an auditor's or admin's token), or
       on the store directly (--data DIR | --nats URL, --by NAME), acting as
       an admin. See docs/personal-data.md.
@@ -69,7 +74,15 @@ func runCase(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer env.Close()
-	svc, err := cases.New(env.events, cases.WithPersonalData(env.keys))
+	feedsNote := "flux partenaires : aucun dans " + sf.data
+	clearFeeds := cases.WithOnErase(func(ctx context.Context, id domain.CaseID) error {
+		n, cleared, err := eraseFromLocalFeeds(ctx, sf, env.events, id)
+		if cleared {
+			feedsNote = fmt.Sprintf("flux partenaires : dossier retiré de %d flux (avis d'effacement envoyé)", n)
+		}
+		return err
+	})
+	svc, err := cases.New(env.events, cases.WithPersonalData(env.keys), clearFeeds)
 	if err != nil {
 		return err
 	}
@@ -89,7 +102,38 @@ func runCase(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	fmt.Fprintf(stdout, "dossier %s : données personnelles effacées le %s par %s (%s)\n", id, rec.At.Format(time.RFC3339), rec.Name, rec.Reason)
+	fmt.Fprintln(stdout, feedsNote)
 	return nil
+}
+
+// eraseFromLocalFeeds removes an erased case from the partner feeds kept in
+// the data directory (<data>/feeds), which only a stopped server leaves
+// free; cleared is false when there are none there.
+func eraseFromLocalFeeds(ctx context.Context, sf storeFlags, events domain.EventStore, id domain.CaseID) (n int, cleared bool, err error) {
+	dir := filepath.Join(sf.data, "feeds")
+	if sf.nats != "" {
+		// The feeds belong to a server that may be running: only it may
+		// clear them (maillage case erase --server), or erase again once it
+		// is stopped.
+		return 0, false, fmt.Errorf("les flux partenaires de %s n'ont pas été vidés : refaites l'effacement avec --server (serveur en marche) ou avec --data seulement (serveur arrêté)", dir)
+	}
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		return 0, false, nil
+	}
+	evs, err := events.ReadCase(ctx, id, 0)
+	if err != nil || len(evs) == 0 {
+		return 0, false, err
+	}
+	srv, err := feeds.StartServer(ctx, dir, feeds.WithServerLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		return 0, false, fmt.Errorf("flux partenaires : %w", err)
+	}
+	defer srv.Close()
+	n, err = feeds.EraseCase(ctx, srv.Conn(), evs[len(evs)-1])
+	if err != nil {
+		return n, false, fmt.Errorf("flux partenaires (refaites l'effacement pour finir) : %w", err)
+	}
+	return n, true, nil
 }
 
 func eraseThroughAPI(ctx context.Context, server, token string, id domain.CaseID, reason string, stdout io.Writer) error {

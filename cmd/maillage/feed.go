@@ -138,6 +138,13 @@ func (p *feedPrinter) print(d feeds.Delivery) error {
 		fmt.Fprintf(&b, "RÉVÉLÉ (désormais visible, suite au n°%d) : ", d.Cause)
 	case feeds.KindRetract:
 		fmt.Fprintf(&b, "RETIRÉ (suite au n°%d) : supprimez de vos systèmes ce que vous détenez de cet événement ; ", d.Cause)
+	case feeds.KindErase:
+		fmt.Fprintf(&b, "DOSSIER EFFACÉ : les données personnelles de ce dossier ont été détruites (fin de conservation) ; supprimez de vos systèmes tout ce que vous en détenez. Le flux n'en garde que cet avis (dernier n°%d, empreinte %s…).", d.Sequence, d.View.ChainHash.String()[:12])
+		if _, err := fmt.Fprintln(p.out, b.String()); err != nil {
+			return err
+		}
+		delete(p.heads, d.CaseID)
+		return nil
 	}
 	summary, payload := describeView(d.View)
 	b.WriteString(summary)

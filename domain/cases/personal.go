@@ -44,6 +44,10 @@ func WithOnErase(fn func(ctx context.Context, id domain.CaseID) error) Option {
 	}
 }
 
+// ErrErasureUnfinished: the key is destroyed, but a component keeping
+// copies (WithOnErase) failed to drop them; erasing again finishes.
+var ErrErasureUnfinished = errors.New("personal data erased, copies not cleared yet: erase again")
+
 // ErrErasureNotConfigured: the service runs without WithPersonalData, so
 // there is no key to destroy.
 var ErrErasureNotConfigured = errors.New("erasure needs personal-data keys (cases.WithPersonalData)")
@@ -155,7 +159,7 @@ func (s *Service) Erase(ctx context.Context, req EraseRequest) (personal.Erasure
 	s.log.Info("case personal data erased", "role", req.Role)
 	for _, fn := range s.onErase {
 		if err := fn(ctx, req.CaseID); err != nil {
-			return rec, fmt.Errorf("after erasing case %s: %w", req.CaseID, err)
+			return rec, fmt.Errorf("%w: %w", ErrErasureUnfinished, err)
 		}
 	}
 	return rec, nil

@@ -158,3 +158,43 @@ func TestPersonalDataIsSealedInTheStoreOpenedOnReadsAndErased(t *testing.T) {
 		t.Fatalf("record after erasure: %v, want rule case_erased", err)
 	}
 }
+
+// Given a component keeping copies that fails to drop them, the erasure
+// still destroys the key and says it is unfinished; erasing again finishes.
+func TestAFailedErasureHookIsFinishedByErasingAgain(t *testing.T) {
+	ctx := context.Background()
+	store, err := jetstream.Open(ctx, jetstream.WithEmbedded(t.TempDir()), jetstream.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	calls := 0
+	svc, err := cases.New(store, cases.WithPersonalData(personal.NewMemoryKeys()), cases.WithOnErase(func(context.Context, domain.CaseID) error {
+		calls++
+		if calls == 1 {
+			return errors.New("feeds unreachable")
+		}
+		return nil
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := uuid.New()
+	open := &domain.CaseOpenedPayload{ChildReference: "TST-35-0003", LegalFrame: domain.FrameJudicial, Departement: "35",
+		Coordinator: "ase-35", CoordinatorKind: domain.KindASE, CoordinatorName: "ASE 35", Referent: domain.Referent{Name: "Claire Martin"}}
+	if _, err := svc.Record(ctx, cases.Request{CaseID: id, Command: domain.Command{Type: open.EventType(),
+		Actor: domain.Actor{Institution: "ase-35", Professional: "Claire Martin"}, Role: domain.RoleProfessional, Payload: open}}); err != nil {
+		t.Fatal(err)
+	}
+	req := cases.EraseRequest{CaseID: id, Role: domain.RoleAdmin, Reason: "fin de la durée de conservation"}
+	rec, err := svc.Erase(ctx, req)
+	if !errors.Is(err, cases.ErrErasureUnfinished) || rec.CaseID != id || strings.Contains(err.Error(), id.String()) {
+		t.Fatalf("first erasure: %+v, %v; want the record and ErrErasureUnfinished, without the case id", rec, err)
+	}
+	if _, erased, _ := svc.Erasure(ctx, id); !erased {
+		t.Fatal("the key survived a failed hook")
+	}
+	if _, err := svc.Erase(ctx, req); err != nil || calls != 2 {
+		t.Fatalf("erasing again: %v after %d calls of the hook", err, calls)
+	}
+}

@@ -1,0 +1,154 @@
+package feeds
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/maillage/maillage/domain"
+)
+
+// Erase removes a case from every partner feed once its personal data was
+// erased (wire it with cases.WithOnErase). It first waits until the relay
+// has relayed the case's last event, so that nothing the relay read before
+// the key was destroyed is published after the feeds were cleared, then
+// drops the relay's copies of the case and calls EraseCase. Calling it
+// again finishes what a failed call left (it is what a retried erasure
+// does).
+func (r *Relay) Erase(ctx context.Context, id domain.CaseID) error {
+	events, err := r.store.ReadCase(ctx, id, 0)
+	if err != nil {
+		return fmt.Errorf("feeds: erase: read case: %w", err)
+	}
+	if len(events) == 0 {
+		return nil
+	}
+	last := events[len(events)-1]
+	wctx, cancel := context.WithTimeout(ctx, r.cfg.eraseWait)
+	defer cancel()
+	if err := r.WaitFor(wctx, last.Position); err != nil {
+		return fmt.Errorf("feeds: erase: the relay has not yet relayed the case's last event; erase again once it has: %w", err)
+	}
+	r.forget(id)
+	n, err := EraseCase(ctx, r.nc, last)
+	r.metrics.erased.Add(float64(n))
+	return err
+}
+
+// EraseCase removes the case of last (its last event) from every feed of
+// the feed server nc is connected to (account FEEDS): on each feed that
+// holds messages of the case, it publishes an erase notice (KindErase, a
+// stub of last: sequence and hashes only), then securely deletes every
+// earlier message of the case. A feed whose last message of the case is
+// already a notice only has its earlier messages deleted, so calling it
+// again is harmless; the relay never publishes after a notice (it reads it
+// back, see loadHolding). It returns how many feeds it published a notice
+// to. Use it directly only when no relay runs (maillage case erase on a
+// stopped server).
+func EraseCase(ctx context.Context, nc *nats.Conn, last domain.Event) (int, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return 0, fmt.Errorf("feeds: erase: %w", err)
+	}
+	id := last.CaseID
+	list := js.StreamNames(ctx, jetstream.WithStreamListSubject(SubjectPrefix+".*."+id.String()))
+	var names []string
+	for name := range list.Name() {
+		if strings.HasPrefix(name, StreamPrefix) {
+			names = append(names, name)
+		}
+	}
+	if err := list.Err(); err != nil {
+		return 0, fmt.Errorf("feeds: erase: list feeds: %w", err)
+	}
+	notices := 0
+	var errs []error
+	for _, name := range names {
+		subj := SubjectPrefix + "." + strings.TrimPrefix(name, StreamPrefix) + "." + id.String()
+		published, err := eraseSubject(ctx, js, nc, name, subj, last)
+		if published {
+			notices++
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("feed %s: %w", name, err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return notices, fmt.Errorf("feeds: erase: %w", err)
+	}
+	return notices, nil
+}
+
+// eraseSubject ends one feed's subject of a case with an erase notice and
+// deletes what came before it.
+func eraseSubject(ctx context.Context, js jetstream.JetStream, nc *nats.Conn, name, subj string, last domain.Event) (published bool, err error) {
+	stream, err := js.Stream(ctx, name)
+	if err != nil {
+		return false, err
+	}
+	var notice uint64
+	for attempt := 1; notice == 0; attempt++ {
+		raw, err := stream.GetLastMsgForSubject(ctx, subj)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return false, nil // nothing of the case on this feed
+		}
+		if err != nil {
+			return false, err
+		}
+		if Kind(raw.Header.Get(HeaderKind)) == KindErase {
+			notice = raw.Sequence
+			break
+		}
+		msg, err := EncodeMessage(subj, Message{Kind: KindErase, CaseID: last.CaseID, Sequence: last.Sequence, Cause: last.Sequence,
+			Rule: "case_erased", View: domain.View(last, domain.Decision{Visibility: domain.Hidden, Rule: "case_erased"})})
+		if err != nil {
+			return false, err
+		}
+		ack, err := js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(raw.Sequence))
+		switch {
+		case isWrongLastSequence(err) && attempt < 5:
+			continue // a message got in meanwhile: look again
+		case err != nil:
+			return false, fmt.Errorf("publish the erase notice: %w", err)
+		}
+		notice, published = ack.Sequence, true
+	}
+	var older []uint64
+	if notice > 1 {
+		err = readSubject(ctx, nc, name, subj, 1, notice-1, func(seq uint64, _ *nats.Msg) error {
+			older = append(older, seq)
+			return nil
+		})
+		if err != nil {
+			return published, err
+		}
+	}
+	for _, seq := range older {
+		if err := stream.SecureDeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+			return published, fmt.Errorf("erase message %d: %w", seq, err)
+		}
+	}
+	return published, nil
+}
+
+// forget drops the relay's cached copies of a case (its events, opened).
+func (r *Relay) forget(id domain.CaseID) {
+	r.mu.Lock()
+	run := r.current
+	r.mu.Unlock()
+	if run == nil {
+		return
+	}
+	for _, c := range run.caches {
+		c.remove(id)
+	}
+}
+
+// defaultEraseWait bounds how long Erase waits for the relay to pass the
+// case's last event.
+const defaultEraseWait = 30 * time.Second
