@@ -1,7 +1,6 @@
 package jetstream
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -249,45 +248,11 @@ func (s *Store) notAtExpected(ctx context.Context, expectedVersion uint64, event
 		if err != nil {
 			return domain.AppendResult{}, err
 		}
-		if res, ok, err := matchRecorded(expectedVersion, events, recorded); ok || err != nil {
+		if res, ok, err := domain.MatchRecorded(expectedVersion, events, recorded); ok || err != nil {
 			return res, err
 		}
 	}
 	return domain.AppendResult{}, fmt.Errorf("%w: case %s is at version %d, expected %d", domain.ErrVersionConflict, id, actual, expectedVersion)
-}
-
-// matchRecorded compares a batch with the events recorded after
-// expectedVersion: the same events first means the batch was recorded (ok),
-// its ids with other content or at other places is a mismatch.
-func matchRecorded(expectedVersion uint64, events, recorded []domain.Event) (domain.AppendResult, bool, error) {
-	if len(recorded) > 0 && recorded[0].ID == events[0].ID {
-		if len(recorded) < len(events) {
-			return domain.AppendResult{}, false, fmt.Errorf("%w: event %s", domain.ErrIdempotencyMismatch, events[0].ID)
-		}
-		for i, e := range events {
-			if !sameEvent(e, recorded[i]) {
-				return domain.AppendResult{}, false, fmt.Errorf("%w: event %s (sequence %d)", domain.ErrIdempotencyMismatch, e.ID, e.Sequence)
-			}
-		}
-		last := recorded[len(events)-1]
-		return domain.AppendResult{Version: expectedVersion + uint64(len(events)), Position: last.Position, Duplicate: true}, true, nil
-	}
-	ids := make(map[domain.CaseID]struct{}, len(events))
-	for _, e := range events {
-		ids[e.ID] = struct{}{}
-	}
-	for _, r := range recorded {
-		if _, ok := ids[r.ID]; ok {
-			return domain.AppendResult{}, false, fmt.Errorf("%w: event %s is recorded at sequence %d", domain.ErrIdempotencyMismatch, r.ID, r.Sequence)
-		}
-	}
-	return domain.AppendResult{}, false, nil
-}
-
-// sameEvent reports whether two events have the same content and hashes.
-func sameEvent(a, b domain.Event) bool {
-	return a.ID == b.ID && a.LeafHash == b.LeafHash && a.ChainHash == b.ChainHash &&
-		bytes.Equal(domain.CanonicalEncoding(a), domain.CanonicalEncoding(b))
 }
 
 // duplicateOf settles a publish the server dropped as a duplicate of the
@@ -304,7 +269,7 @@ func (s *Store) duplicateOf(ctx context.Context, seq, expectedVersion uint64, ev
 		return domain.AppendResult{}, err
 	}
 	if m.Subject == s.Subject(events[0].CaseID) && recorded[0].Sequence == expectedVersion+1 {
-		if res, ok, err := matchRecorded(expectedVersion, events, recorded); ok || err != nil {
+		if res, ok, err := domain.MatchRecorded(expectedVersion, events, recorded); ok || err != nil {
 			return res, err
 		}
 	}
