@@ -32,6 +32,8 @@ type config struct {
 	subjectPrefix string
 	format        string // body format of new messages
 	noDirect      bool   // tests: read through consumers and the leader API as with replicas > 1
+	stallAfter    time.Duration
+	dropDelivery  func(seq uint64) bool // tests: a consumer that receives messages and never delivers them
 }
 
 func defaultConfig() config {
@@ -42,6 +44,7 @@ func defaultConfig() config {
 		streamName:    DefaultStreamName,
 		subjectPrefix: DefaultSubjectPrefix,
 		format:        FormatBinary,
+		stallAfter:    defaultStallAfter,
 	}
 }
 
@@ -179,6 +182,18 @@ func WithFormat(format string) Option {
 // direct get), so that tests cover that path on a single server.
 func withoutDirectGet() Option {
 	return func(c *config) error { c.noDirect = true; return nil }
+}
+
+// withStallAfter sets how long Follow waits without progress, while the
+// stream holds more, before it gives up (tests).
+func withStallAfter(d time.Duration) Option {
+	return func(c *config) error { c.stallAfter = d; return nil }
+}
+
+// withDropDelivery makes Follow's consumer drop the messages drop selects,
+// as a stuck consumer would (tests).
+func withDropDelivery(drop func(seq uint64) bool) Option {
+	return func(c *config) error { c.dropDelivery = drop; return nil }
 }
 
 func (c *config) validate() error {

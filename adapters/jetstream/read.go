@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"iter"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -169,6 +170,11 @@ func (s *Store) consume(ctx context.Context, filter string, startSeq uint64, fol
 	// Next would otherwise wait for.
 	unhook := context.AfterFunc(ctx, it.Stop)
 	defer unhook()
+	var watch *stallWatch
+	if follow && filter == "" {
+		watch = s.watchStall(ctx, startSeq-1, it.Stop)
+		defer watch.stop()
+	}
 	var delivered uint64
 	for {
 		m, err := it.Next(jetstream.NextContext(ctx))
@@ -179,13 +185,26 @@ func (s *Store) consume(ctx context.Context, filter string, startSeq uint64, fol
 				}
 				return unavailable("read", ctx.Err())
 			}
+			if watch != nil && watch.stalled.Load() {
+				return unavailable("follow", fmt.Errorf("%w: no message for %s while the stream holds more", ErrFollowStalled, s.cfg.stallAfter))
+			}
 			return unavailable("read", err)
 		}
 		meta, err := m.Metadata()
 		if err != nil {
 			return unavailable("read", err)
 		}
-		if err := fn(m, meta.Sequence.Stream); err != nil {
+		if s.cfg.dropDelivery != nil && s.cfg.dropDelivery(meta.Sequence.Stream) {
+			continue
+		}
+		if watch != nil {
+			watch.busy.Store(true)
+		}
+		err = fn(m, meta.Sequence.Stream)
+		if watch != nil {
+			watch.handled(meta.Sequence.Stream)
+		}
+		if err != nil {
 			return err
 		}
 		// The consumer's initial count of pending messages is exact; the
@@ -336,4 +355,70 @@ func (s *Store) directBatch(ctx context.Context, apiSubj string, body []byte, fn
 			return false, 0, unavailable("direct get", fmt.Errorf("status %s %s", status, m.Header.Get("Description")))
 		}
 	}
+}
+
+// defaultStallAfter is how long Follow waits without a message while the
+// stream holds more before it gives up.
+const defaultStallAfter = 30 * time.Second
+
+// ErrFollowStalled: Follow's consumer delivered nothing for a while although
+// the stream holds messages after the last one it delivered. Seen after a
+// node loss in a cluster, when an ordered consumer keeps failing to
+// recreate itself without reporting an error: the caller (the feed relay,
+// the projection runner) starts Follow again from its checkpoint.
+var ErrFollowStalled = errors.New("jetstream: follow stalled")
+
+// stallWatch checks, every stallAfter, that Follow moved, or that it is
+// busy in its handler, or that the stream holds nothing after the last
+// message handled; otherwise it stops the iterator and marks it stalled.
+type stallWatch struct {
+	busy    atomic.Bool
+	moved   atomic.Bool
+	last    atomic.Uint64 // stream sequence of the last message handled
+	stalled atomic.Bool
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+func (s *Store) watchStall(ctx context.Context, last uint64, stopIterator func()) *stallWatch {
+	w := &stallWatch{done: make(chan struct{})}
+	w.last.Store(last)
+	ctx, w.cancel = context.WithCancel(ctx)
+	go func() {
+		defer close(w.done)
+		tick := time.NewTicker(s.cfg.stallAfter)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			if w.moved.Swap(false) || w.busy.Load() {
+				continue
+			}
+			info, err := s.stream.Info(ctx)
+			if err != nil {
+				continue // server away: the consumer's own reconnection deals with it
+			}
+			if info.State.LastSeq > w.last.Load() {
+				s.log.Warn("jetstream: follow stalled, giving up so that it starts again", "last_handled", w.last.Load(), "stream_last", info.State.LastSeq)
+				w.stalled.Store(true)
+				stopIterator()
+				return
+			}
+		}
+	}()
+	return w
+}
+
+func (w *stallWatch) handled(seq uint64) {
+	w.last.Store(seq)
+	w.moved.Store(true)
+	w.busy.Store(false)
+}
+
+func (w *stallWatch) stop() {
+	w.cancel()
+	<-w.done
 }
