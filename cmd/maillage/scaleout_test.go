@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	njs "github.com/nats-io/nats.go/jetstream"
 
+	"github.com/maillage/maillage/adapters/feeds"
 	"github.com/maillage/maillage/adapters/jetstream"
 	"github.com/maillage/maillage/adapters/kurrentdb/kurrentdbtest"
 	"github.com/maillage/maillage/domain"
@@ -411,11 +413,66 @@ func TestServeOnANATSClusterSurvivesNodeLoss(t *testing.T) {
 	acked := l.finish()
 	all := readAll(t, reader)
 	checkExactlyOnce(t, reader, acked, f.waitFor(t, len(all)))
+	checkFeedHasNoGap(t, m, "ase-35", all)
 	// Components that keep consumers on the cut node cannot delete them:
 	// the server reaps them; closing says so.
 	if err := m.Close(); err != nil {
 		t.Logf("closing maillage after its stream leader was cut off: %v", err)
 	}
+}
+
+// checkFeedHasNoGap waits until the server's feed relay has relayed every
+// event of all, then checks that inst's partner feed holds, for each case,
+// the events of the store once each, in case order, without a gap: what
+// the relay followed across the node losses reached the partner whole.
+func checkFeedHasNoGap(t *testing.T, m *Main, inst domain.InstitutionID, all []domain.Event) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	if err := m.relay.WaitFor(ctx, all[len(all)-1].Position); err != nil {
+		t.Fatalf("the feed relay did not catch up: %v", err)
+	}
+	want := map[domain.CaseID][]uuid.UUID{}
+	for _, e := range all {
+		want[e.CaseID] = append(want[e.CaseID], e.ID)
+	}
+	js, err := njs.New(m.feedServer.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := js.OrderedConsumer(ctx, feeds.StreamName(inst), njs.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[domain.CaseID][]uuid.UUID{}
+	for n, pending := uint64(0), cons.CachedInfo().NumPending; n < pending; n++ {
+		msg, err := cons.Next(njs.FetchMaxWait(10 * time.Second))
+		if err != nil {
+			t.Fatalf("feed of %s, message %d of %d: %v", inst, n+1, pending, err)
+		}
+		fm, err := feeds.ParseMessage(msg.Headers(), msg.Data())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fm.Kind != feeds.KindEvent {
+			t.Fatalf("feed of %s: a %s message in a load of observations", inst, fm.Kind)
+		}
+		if fm.View.ID == nil || fm.Sequence != uint64(len(got[fm.CaseID])+1) {
+			t.Fatalf("feed of %s, case %s: sequence %d after %d (gap or duplicate)", inst, fm.CaseID, fm.Sequence, len(got[fm.CaseID]))
+		}
+		got[fm.CaseID] = append(got[fm.CaseID], *fm.View.ID)
+	}
+	for id, ids := range want {
+		if len(got[id]) != len(ids) {
+			t.Fatalf("feed of %s, case %s: %d events, the store holds %d", inst, id, len(got[id]), len(ids))
+		}
+		for i := range ids {
+			if got[id][i] != ids[i] {
+				t.Fatalf("feed of %s, case %s: event %d is %s, the store has %s", inst, id, i+1, got[id][i], ids[i])
+			}
+		}
+	}
+	t.Logf("feed of %s: %d events of %d cases, each once, in order", inst, len(all), len(want))
 }
 
 func waitStreamLeader(t *testing.T, c *natsCluster, stream string) int {
