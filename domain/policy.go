@@ -112,13 +112,12 @@ func seeAsFamily(s *State, p PersonID, e Event, now time.Time) Decision {
 	if e.Category == CategoryHealth {
 		return hide("health_not_for_family", "")
 	}
-	limited := s.earliestRestriction(func(r *Restriction) bool {
-		return r.Kind == FamilyInformationLimited && r.NamesFamilyMember(p) && r.ActiveAt(now)
-	})
+	limited, secret := s.familyOrders(p, now)
 	if limited != nil && e.Category != CategoryCoordination {
 		return hide("family_information_limited", limited.OrderReference)
 	}
-	if concealsUninformedMember(s, e) {
+	pl := readPayload(e.Payload)
+	if concealsUninformedMember(s, e, &pl) {
 		return hide("family_not_informed", "")
 	}
 	d := show("default_audience", "")
@@ -132,7 +131,28 @@ func seeAsFamily(s *State, p PersonID, e Event, now time.Time) Decision {
 	case !familyAudience(e.Category):
 		return hide("unknown_category", "")
 	}
-	return redactForFamily(s, p, e, now, d)
+	return redactForFamily(s, e, &pl, secret, d)
+}
+
+// familyOrders returns the earliest imposed family_information_limited and
+// placement_address_secret orders in force at now that name family member p
+// (nil when none), in one pass over the orders.
+func (s *State) familyOrders(p PersonID, now time.Time) (limited, secret *Restriction) {
+	for _, r := range s.Restrictions {
+		var found **Restriction
+		switch r.Kind {
+		case FamilyInformationLimited:
+			found = &limited
+		case PlacementAddressSecret:
+			found = &secret
+		default:
+			continue
+		}
+		if r.NamesFamilyMember(p) && r.ActiveAt(now) && (*found == nil || r.ImposedSeq < (*found).ImposedSeq) {
+			*found = r
+		}
+	}
+	return limited, secret
 }
 
 // memberFields are the fields of a membership event that name the member.
@@ -147,20 +167,18 @@ var memberFields = map[EventType][]string{
 // family, or a membership event about a member the family is currently not
 // informed of. A membership event whose member cannot be read is concealed
 // while any such decision stands (fail closed).
-func concealsUninformedMember(s *State, e Event) bool {
+func concealsUninformedMember(s *State, e Event, pl *payloadText) bool {
 	if e.Type == FamilyNotInformed {
 		return true
 	}
 	if _, ok := memberFields[e.Type]; !ok || len(s.NotInformed) == 0 {
 		return false
 	}
-	var about struct {
-		Institution InstitutionID `json:"institution"`
-	}
-	if err := json.Unmarshal(e.Payload, &about); err != nil {
+	about, ok := pl.institution()
+	if !ok {
 		return true
 	}
-	_, concealed := s.NotInformed[about.Institution]
+	_, concealed := s.NotInformed[about]
 	return concealed
 }
 
@@ -215,18 +233,15 @@ func (s *State) orderNames(e Event, p PersonID) (bool, string) {
 // do not tell what the decision withholds.
 //
 // When both apply, the rule named is placement_address_secret.
-func redactForFamily(s *State, p PersonID, e Event, now time.Time, d Decision) Decision {
-	secret := s.earliestRestriction(func(r *Restriction) bool {
-		return r.Kind == PlacementAddressSecret && r.NamesFamilyMember(p) && r.ActiveAt(now)
-	})
+func redactForFamily(s *State, e Event, pl *payloadText, secret *Restriction, d Decision) Decision {
 	if secret != nil && !e.Known() {
 		return hide("placement_address_secret", secret.OrderReference)
 	}
 	var fields []string
 	if secret != nil {
-		fields = placeOfLifeFields(s, e)
+		fields = placeOfLifeFields(s, e, pl)
 	}
-	uninformed := mentioning(e, uninformedNeedles(s))
+	uninformed := mentioning(e, pl, uninformedNeedles(s))
 	switch {
 	case len(fields) > 0:
 		return Decision{Visibility: Redacted, Fields: union(fields, uninformed), Rule: "placement_address_secret", Basis: secret.OrderReference}
@@ -237,23 +252,20 @@ func redactForFamily(s *State, p PersonID, e Event, now time.Time, d Decision) D
 }
 
 // placeOfLifeFields lists the fields of e that tell where the child lives.
-func placeOfLifeFields(s *State, e Event) []string {
+func placeOfLifeFields(s *State, e Event, pl *payloadText) []string {
 	fields := LocationFields(e.Type)
 	needles := memberNeedles(s, func(m *Member) bool { return m.Kind.PlaceOfLife() })
 	if len(fields) > 0 {
-		members, _ := objectMembers(e.Payload)
+		members, _ := pl.objectMembers()
 		for _, m := range members {
 			if containsFold(fields, m.Key) {
-				needles = append(needles, jsonStrings(m.Value)...)
+				needles = pl.appendStrings(needles, m.Value)
 			}
 		}
 	}
 	if mf, ok := memberFields[e.Type]; ok {
-		var about struct {
-			Institution InstitutionID `json:"institution"`
-		}
-		if json.Unmarshal(e.Payload, &about) == nil {
-			if m, ok := s.Members[about.Institution]; ok && m.Kind.PlaceOfLife() {
+		if about, ok := pl.institution(); ok {
+			if m, ok := s.Members[about]; ok && m.Kind.PlaceOfLife() {
 				fields = union(fields, mf)
 			}
 		}
@@ -261,7 +273,7 @@ func placeOfLifeFields(s *State, e Event) []string {
 	if m, ok := s.Members[e.Actor.Institution]; ok && m.Kind.PlaceOfLife() {
 		fields = union(fields, []string{"actor"})
 	}
-	return union(fields, mentioning(e, needles))
+	return union(fields, mentioning(e, pl, needles))
 }
 
 // memberNeedles returns the ids and names of the members that match.
@@ -292,24 +304,27 @@ func uninformedNeedles(s *State) []string {
 // or strings contain one of the needles, then "actor" when the actor's
 // institution or professional does; "payload" when the payload is not a JSON
 // object and mentions one (or cannot be read). Empty needles are ignored.
-func mentioning(e Event, needles []string) []string {
+func mentioning(e Event, pl *payloadText, needles []string) []string {
 	needles = nonEmpty(needles)
+	if len(needles) == 0 {
+		return nil
+	}
 	byActor := containsAny([]string{string(e.Actor.Institution), e.Actor.Professional}, needles)
-	if len(needles) == 0 || (!byActor && json.Valid(e.Payload) && !mentions(e.Payload, needles)) {
+	if !byActor && pl.valid() && !pl.mentions(needles) {
 		return nil
 	}
 	var fields []string
-	members, ok := objectMembers(e.Payload)
-	if !ok && len(e.Payload) > 0 && (!json.Valid(e.Payload) || mentions(e.Payload, needles)) {
+	members, ok := pl.objectMembers()
+	if !ok && len(pl.raw) > 0 && (!pl.valid() || pl.mentions(needles)) {
 		fields = append(fields, "payload")
 	}
 	for _, m := range members {
-		if containsAny([]string{m.Key}, needles) || mentions(m.Value, needles) {
-			fields = union(fields, []string{m.Key})
+		if (containsAny([]string{m.Key}, needles) || pl.valueMentions(m.Value, needles)) && !containsFold(fields, m.Key) {
+			fields = append(fields, m.Key)
 		}
 	}
-	if byActor {
-		fields = union(fields, []string{"actor"})
+	if byActor && !containsFold(fields, "actor") {
+		fields = append(fields, "actor")
 	}
 	return fields
 }
@@ -319,10 +334,385 @@ func mentioning(e Event, needles []string) []string {
 // raw: a needle absent from raw is then absent from them, which spares
 // decoding.
 func mentions(raw []byte, needles []string) bool {
-	if utf8.Valid(raw) && !bytes.ContainsRune(raw, '\\') && !slices.ContainsFunc(needles, func(n string) bool { return bytes.Contains(raw, []byte(n)) }) {
+	if utf8.Valid(raw) && !bytes.ContainsRune(raw, '\\') && !containsAnyBytes(raw, needles) {
 		return false
 	}
 	return containsAny(jsonStrings(raw), needles)
+}
+
+// payloadText is a payload as the family's redactions read it, with what
+// they learnt of it kept for their next questions about it.
+//
+// A plain payload (valid UTF-8 without a backslash) that is valid JSON has
+// its strings, keys included, exactly between the pairs of double quotes of
+// its text: a string cannot hold a quote without an escape, and has nothing
+// to decode. Such a payload is read by slicing it, without the decoder, and
+// each of its member values, a part of it, is plain valid JSON too.
+type payloadText struct {
+	raw       []byte
+	plainness int8 // 0 not yet known, 1 plain, -1 not
+	validity  int8 // 0 not yet known, 1 valid JSON, -1 not
+	// members and membersOK are objectMembers' answer, once asked
+	// (membersRead); about and aboutOK institution's (aboutRead).
+	members     []jsonMember
+	membersOK   bool
+	membersRead bool
+	about       InstitutionID
+	aboutOK     bool
+	aboutRead   bool
+}
+
+func readPayload(raw []byte) payloadText { return payloadText{raw: raw} }
+
+// plain reports whether the payload is valid UTF-8 without a backslash.
+func (p *payloadText) plain() bool {
+	if p.plainness == 0 {
+		p.plainness = -1
+		if utf8.Valid(p.raw) && !bytes.ContainsRune(p.raw, '\\') {
+			p.plainness = 1
+		}
+	}
+	return p.plainness > 0
+}
+
+// institution is the "institution" of the membership events, as
+// json.Unmarshal decodes it into a struct whose only field is it (tagged
+// "institution"), and whether that decoding succeeds. Without the decoder:
+// for a plain JSON object whose keys are ASCII, the keys that match are those
+// equal to "institution" but for the case of letters, the last string one
+// wins, null changes nothing, and any other value fails the decoding.
+func (p *payloadText) institution() (InstitutionID, bool) {
+	if !p.aboutRead {
+		p.aboutRead = true
+		p.about, p.aboutOK = p.decodeInstitution()
+	}
+	return p.about, p.aboutOK
+}
+
+func (p *payloadText) decodeInstitution() (InstitutionID, bool) {
+	if members, ok := p.plainObject(); ok && asciiKeys(members) {
+		var inst InstitutionID
+		ok := true
+		for _, m := range members {
+			if !strings.EqualFold(m.Key, "institution") {
+				continue
+			}
+			switch m.Value[0] {
+			case '"':
+				inst = InstitutionID(m.Value[1 : len(m.Value)-1])
+			case 'n':
+			default:
+				ok = false
+			}
+		}
+		return inst, ok
+	}
+	var about struct {
+		Institution InstitutionID `json:"institution"`
+	}
+	err := json.Unmarshal(p.raw, &about)
+	return about.Institution, err == nil
+}
+
+func asciiKeys(members []jsonMember) bool {
+	for _, m := range members {
+		for i := range len(m.Key) {
+			if m.Key[i] >= utf8.RuneSelf {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// valid is json.Valid(p.raw).
+func (p *payloadText) valid() bool {
+	if p.validity == 0 {
+		p.validity = -1
+		if p.plain() && plainValid(p.raw) || !p.plain() && json.Valid(p.raw) {
+			p.validity = 1
+		}
+	}
+	return p.validity > 0
+}
+
+// maxDepth is the nesting encoding/json accepts (its maxNestingDepth).
+const maxDepth = 10000
+
+// plainValid is json.Valid(raw) for raw, valid UTF-8 without a backslash:
+// one JSON value between optional white space, strings without escapes
+// (and without control characters), nested at most maxDepth deep.
+func plainValid(raw []byte) bool {
+	end, ok := plainValue(raw, skipSpace(raw, 0), 0)
+	return ok && skipSpace(raw, end) == len(raw)
+}
+
+// plainValue returns the end of the valid JSON value at raw[i], at nesting
+// depth depth, or false.
+func plainValue(raw []byte, i, depth int) (int, bool) {
+	if i >= len(raw) {
+		return i, false
+	}
+	switch c := raw[i]; {
+	case c == '"':
+		return plainString(raw, i)
+	case c == '{' || c == '[':
+		if depth >= maxDepth {
+			return i, false
+		}
+		closing := byte('}')
+		if c == '[' {
+			closing = ']'
+		}
+		i = skipSpace(raw, i+1)
+		if i < len(raw) && raw[i] == closing {
+			return i + 1, true
+		}
+		for {
+			var ok bool
+			if c == '{' {
+				if i >= len(raw) || raw[i] != '"' {
+					return i, false
+				}
+				if i, ok = plainString(raw, i); !ok {
+					return i, false
+				}
+				if i = skipSpace(raw, i); i >= len(raw) || raw[i] != ':' {
+					return i, false
+				}
+				i = skipSpace(raw, i+1)
+			}
+			if i, ok = plainValue(raw, i, depth+1); !ok {
+				return i, false
+			}
+			if i = skipSpace(raw, i); i >= len(raw) {
+				return i, false
+			}
+			switch raw[i] {
+			case ',':
+				i = skipSpace(raw, i+1)
+			case closing:
+				return i + 1, true
+			default:
+				return i, false
+			}
+		}
+	case c == '-' || '0' <= c && c <= '9':
+		return plainNumber(raw, i)
+	case c == 't':
+		return i + 4, bytes.HasPrefix(raw[i:], []byte("true"))
+	case c == 'f':
+		return i + 5, bytes.HasPrefix(raw[i:], []byte("false"))
+	case c == 'n':
+		return i + 4, bytes.HasPrefix(raw[i:], []byte("null"))
+	}
+	return i, false
+}
+
+// plainString returns the end of the string that opens at raw[i].
+func plainString(raw []byte, i int) (int, bool) {
+	for i++; i < len(raw); i++ {
+		switch c := raw[i]; {
+		case c == '"':
+			return i + 1, true
+		case c < 0x20:
+			return i, false
+		}
+	}
+	return i, false
+}
+
+// plainNumber returns the end of the number at raw[i]:
+// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+func plainNumber(raw []byte, i int) (int, bool) {
+	digits := func(i int) (int, bool) {
+		start := i
+		for i < len(raw) && '0' <= raw[i] && raw[i] <= '9' {
+			i++
+		}
+		return i, i > start
+	}
+	if raw[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(raw) && raw[i] == '0':
+		i++
+	case i < len(raw) && '1' <= raw[i] && raw[i] <= '9':
+		i, _ = digits(i)
+	default:
+		return i, false
+	}
+	var ok bool
+	if i < len(raw) && raw[i] == '.' {
+		if i, ok = digits(i + 1); !ok {
+			return i, false
+		}
+	}
+	if i < len(raw) && (raw[i] == 'e' || raw[i] == 'E') {
+		i++
+		if i < len(raw) && (raw[i] == '+' || raw[i] == '-') {
+			i++
+		}
+		if i, ok = digits(i); !ok {
+			return i, false
+		}
+	}
+	return i, true
+}
+
+// plainJSON reports whether the payload is plain and valid JSON.
+func (p *payloadText) plainJSON() bool { return p.plain() && p.valid() }
+
+// mentions is mentions(p.raw, needles).
+func (p *payloadText) mentions(needles []string) bool {
+	if !p.plain() {
+		return mentions(p.raw, needles)
+	}
+	if !containsAnyBytes(p.raw, needles) {
+		return false
+	}
+	if p.valid() {
+		return plainStringsContain(p.raw, needles)
+	}
+	return containsAny(jsonStrings(p.raw), needles)
+}
+
+// plainObject returns the members of the payload when it is a plain JSON
+// object.
+func (p *payloadText) plainObject() ([]jsonMember, bool) {
+	if !p.plainJSON() {
+		return nil, false
+	}
+	return p.objectMembers()
+}
+
+// objectMembers is objectMembers(p.raw).
+func (p *payloadText) objectMembers() ([]jsonMember, bool) {
+	if !p.membersRead {
+		p.membersRead = true
+		if p.plainJSON() {
+			p.members, p.membersOK = plainObjectMembers(p.raw)
+		} else {
+			p.members, p.membersOK = objectMembers(p.raw)
+		}
+	}
+	return p.members, p.membersOK
+}
+
+// valueMentions is mentions(v, needles) for v, the value of one of the
+// payload's members.
+func (p *payloadText) valueMentions(v []byte, needles []string) bool {
+	if p.plainJSON() {
+		return containsAnyBytes(v, needles) && plainStringsContain(v, needles)
+	}
+	return mentions(v, needles)
+}
+
+// appendStrings appends jsonStrings(v) to xs, for v the value of one of the
+// payload's members.
+func (p *payloadText) appendStrings(xs []string, v []byte) []string {
+	if !p.plainJSON() {
+		return append(xs, jsonStrings(v)...)
+	}
+	for {
+		i := bytes.IndexByte(v, '"')
+		if i < 0 {
+			return xs
+		}
+		v = v[i+1:]
+		j := bytes.IndexByte(v, '"')
+		if j < 0 {
+			return xs
+		}
+		xs = append(xs, string(v[:j]))
+		v = v[j+1:]
+	}
+}
+
+// containsAnyBytes reports whether raw contains one of the needles.
+func containsAnyBytes(raw []byte, needles []string) bool {
+	return slices.ContainsFunc(needles, func(n string) bool { return bytes.Contains(raw, []byte(n)) })
+}
+
+// plainStringsContain reports whether a string of raw, plain valid JSON,
+// contains one of the needles: containsAny(jsonStrings(raw), needles).
+func plainStringsContain(raw []byte, needles []string) bool {
+	for {
+		i := bytes.IndexByte(raw, '"')
+		if i < 0 {
+			return false
+		}
+		raw = raw[i+1:]
+		j := bytes.IndexByte(raw, '"')
+		if j < 0 {
+			return false
+		}
+		if containsAnyBytes(raw[:j], needles) {
+			return true
+		}
+		raw = raw[j+1:]
+	}
+}
+
+// plainObjectMembers is objectMembers(raw) for raw, plain valid JSON: its
+// keys are the text between their quotes, its values the exact text of
+// each, without the white space around.
+func plainObjectMembers(raw []byte) ([]jsonMember, bool) {
+	i := skipSpace(raw, 0)
+	if i >= len(raw) || raw[i] != '{' {
+		return nil, false
+	}
+	var members []jsonMember
+	for i = skipSpace(raw, i+1); i < len(raw) && raw[i] != '}'; i = skipSpace(raw, i) {
+		if raw[i] == ',' {
+			i = skipSpace(raw, i+1)
+		}
+		end := i + 1 + bytes.IndexByte(raw[i+1:], '"') // raw[i] opens the key
+		key := string(raw[i+1 : end])
+		i = skipSpace(raw, skipSpace(raw, end+1)+1) // past the colon
+		end = valueEnd(raw, i)
+		members = append(members, jsonMember{Key: key, Value: raw[i:end]})
+		i = end
+	}
+	return members, true
+}
+
+func skipSpace(raw []byte, i int) int {
+	for i < len(raw) && (raw[i] == ' ' || raw[i] == '\t' || raw[i] == '\n' || raw[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// valueEnd returns the end of the JSON value that starts at raw[i], for raw
+// plain valid JSON.
+func valueEnd(raw []byte, i int) int {
+	depth := 0
+	for ; i < len(raw); i++ {
+		switch raw[i] {
+		case '"':
+			i += 1 + bytes.IndexByte(raw[i+1:], '"')
+			if depth == 0 {
+				return i + 1
+			}
+		case '{', '[':
+			depth++
+		case '}', ']':
+			if depth == 0 {
+				return i
+			}
+			depth--
+			if depth == 0 {
+				return i + 1
+			}
+		case ',', ' ', '\t', '\n', '\r':
+			if depth == 0 {
+				return i
+			}
+		}
+	}
+	return i
 }
 
 // earliestRestriction returns the earliest imposed order that matches, or nil.
@@ -386,6 +776,9 @@ func union(a, b []string) []string {
 }
 
 func nonEmpty(xs []string) []string {
+	if !slices.Contains(xs, "") {
+		return xs
+	}
 	var out []string
 	for _, x := range xs {
 		if x != "" {
