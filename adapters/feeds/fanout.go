@@ -442,7 +442,7 @@ func (r *Relay) ensureFeed(ctx context.Context, inst domain.InstitutionID) error
 		Subjects:    []string{subjects(inst)},
 		Retention:   jetstream.LimitsPolicy,
 		Storage:     jetstream.FileStorage,
-		Replicas:    1,
+		Replicas:    r.cfg.replicas,
 		MaxMsgs:     -1,
 		MaxBytes:    -1,
 		Discard:     jetstream.DiscardNew,
@@ -454,7 +454,8 @@ func (r *Relay) ensureFeed(ctx context.Context, inst domain.InstitutionID) error
 	case errors.Is(err, jetstream.ErrStreamNotFound):
 		stream, err = r.js.CreateStream(ctx, want)
 	case err == nil:
-		if have := stream.CachedInfo().Config; !slices.Equal(have.Subjects, want.Subjects) || !have.AllowDirect || have.Duplicates != want.Duplicates {
+		if have := stream.CachedInfo().Config; !slices.Equal(have.Subjects, want.Subjects) || !have.AllowDirect || have.Duplicates != want.Duplicates ||
+			have.Replicas != want.Replicas {
 			stream, err = r.js.UpdateStream(ctx, want)
 		}
 	}

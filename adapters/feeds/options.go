@@ -26,6 +26,7 @@ type config struct {
 	retryAfter      time.Duration
 	lagEvery        time.Duration
 	eraseWait       time.Duration
+	replicas        int
 	crash           func(crashPoint, domain.Event) bool // tests: stop dead at a point
 }
 
@@ -40,6 +41,7 @@ func defaultConfig() config {
 		retryAfter:      time.Second,
 		lagEvery:        5 * time.Second,
 		eraseWait:       defaultEraseWait,
+		replicas:        1,
 	}
 }
 
@@ -149,6 +151,20 @@ func WithEraseWait(d time.Duration) Option {
 			return fmt.Errorf("feeds: WithEraseWait: %s, want more than zero", d)
 		}
 		c.eraseWait = d
+		return nil
+	}
+}
+
+// WithReplicas sets the replicas of the feed streams and of the relay's
+// checkpoint bucket, 1 to 5 (default 1). More than 1 needs a NATS cluster
+// (ConnectCluster); a feed created with fewer replicas is updated to n when
+// the relay first publishes to it.
+func WithReplicas(n int) Option {
+	return func(c *config) error {
+		if n < 1 || n > 5 {
+			return fmt.Errorf("feeds: WithReplicas: %d, want 1 to 5", n)
+		}
+		c.replicas = n
 		return nil
 	}
 }

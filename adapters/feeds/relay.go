@@ -166,6 +166,7 @@ func (r *Relay) crashed(p crashPoint, e domain.Event) bool {
 func (r *Relay) runOnce(parent context.Context) error {
 	kv, err := r.js.CreateOrUpdateKeyValue(parent, jetstream.KeyValueConfig{
 		Bucket: CheckpointBucket, Description: "maillage feed relay checkpoint", History: 1, Storage: jetstream.FileStorage,
+		Replicas: r.cfg.replicas,
 	})
 	if err != nil {
 		return fmt.Errorf("feeds: checkpoint bucket: %w", err)

@@ -23,8 +23,13 @@ import (
 // Authority) and, when asked, a TCP listener for partner systems. It is a
 // server of its own, apart from the event store's: partners can reach
 // nothing but the feeds, whatever the store's configuration.
+//
+// A Server made by ConnectCluster runs no nats-server of its own: the feeds
+// are on an external cluster that trusts the authority, srv is nil and
+// urls lists the cluster's client URLs.
 type Server struct {
 	srv  *server.Server
+	urls []string
 	auth *Authority
 	nc   *nats.Conn
 	log  *slog.Logger
@@ -168,33 +173,44 @@ func StartServer(ctx context.Context, dir string, opts ...ServerOption) (*Server
 	return s, nil
 }
 
-// Conn returns the relay's in-process connection (account FEEDS). Do not
-// close it: Close does.
+// Conn returns the relay's connection (account FEEDS): in-process to the
+// embedded server, or to the cluster (ConnectCluster). Do not close it:
+// Close does.
 func (s *Server) Conn() *nats.Conn { return s.nc }
 
 // Authority returns the keys partner credentials are issued with.
 func (s *Server) Authority() *Authority { return s.auth }
 
-// ClientURL returns the URL partners connect to, or "" when the server does
-// not listen.
+// ClientURL returns the URL partners connect to: the embedded server's, ""
+// when it does not listen, or the first URL of the cluster
+// (ConnectCluster).
 func (s *Server) ClientURL() string {
+	if s.srv == nil {
+		if len(s.urls) == 0 {
+			return ""
+		}
+		return s.urls[0]
+	}
 	if s.srv.Addr() == nil {
 		return ""
 	}
 	return s.srv.ClientURL()
 }
 
-// NATS returns the embedded nats-server.
+// NATS returns the embedded nats-server, nil on a cluster (ConnectCluster).
 func (s *Server) NATS() *server.Server { return s.srv }
 
-// Close drains the relay's connection and shuts the server down.
+// Close closes the relay's connection and shuts the embedded server down,
+// if there is one.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		if s.nc != nil {
 			s.nc.Close()
 		}
-		s.srv.Shutdown()
-		s.srv.WaitForShutdown()
+		if s.srv != nil {
+			s.srv.Shutdown()
+			s.srv.WaitForShutdown()
+		}
 	})
 	return nil
 }

@@ -74,7 +74,8 @@ func runCase(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer env.Close()
-	feedsNote := "flux partenaires : aucun dans " + sf.data
+	feedsNote := "flux partenaires : aucun dans " + filepath.Join(sf.data, "feeds") +
+		" (si les flux sont sur un cluster NATS, --feeds-nats : refaites l'effacement par le serveur en marche, --server, pour les vider)"
 	clearFeeds := cases.WithOnErase(func(ctx context.Context, id domain.CaseID) error {
 		n, cleared, err := eraseFromLocalFeeds(ctx, sf, env.events, id)
 		if cleared {
@@ -117,8 +118,8 @@ func eraseFromLocalFeeds(ctx context.Context, sf storeFlags, events domain.Event
 		// is stopped.
 		return 0, false, fmt.Errorf("les flux partenaires de %s n'ont pas été vidés : refaites l'effacement avec --server (serveur en marche) ou avec --data seulement (serveur arrêté)", dir)
 	}
-	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
-		return 0, false, nil
+	if _, err := os.Stat(filepath.Join(dir, "jetstream")); errors.Is(err, os.ErrNotExist) {
+		return 0, false, nil // no embedded feed server here (none, or feeds on a NATS cluster)
 	}
 	evs, err := events.ReadCase(ctx, id, 0)
 	if err != nil || len(evs) == 0 {

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"path/filepath"
+	"strings"
 
 	"github.com/maillage/maillage/adapters/feeds"
 	"github.com/maillage/maillage/domain"
@@ -22,6 +23,10 @@ type feedConfig struct {
 	PartnerListen string
 	// PartnerTLSCert and PartnerTLSKey, both or neither, require TLS on it.
 	PartnerTLSCert, PartnerTLSKey string
+	// FeedsNATS, comma-separated URLs of a NATS cluster that trusts the
+	// authority under <data>/feeds, puts the feeds on that cluster instead
+	// of the embedded feed server ("": embedded).
+	FeedsNATS string
 
 	// feedAccessLog, when set before Open, records every feed delivery.
 	feedAccessLog domain.AccessLog
@@ -37,15 +42,26 @@ func (m *Main) feedFlags(fs *flag.FlagSet) {
 	fs.StringVar(&m.PartnerListen, "partner-listen", env("MAILLAGE_PARTNER_LISTEN", m.PartnerListen), "address partner systems connect to for their feeds, e.g. :4223; empty: none (env MAILLAGE_PARTNER_LISTEN)")
 	fs.StringVar(&m.PartnerTLSCert, "partner-tls-cert", env("MAILLAGE_PARTNER_TLS_CERT", m.PartnerTLSCert), "certificate (PEM) for TLS on --partner-listen (env MAILLAGE_PARTNER_TLS_CERT)")
 	fs.StringVar(&m.PartnerTLSKey, "partner-tls-key", env("MAILLAGE_PARTNER_TLS_KEY", m.PartnerTLSKey), "its private key (PEM) (env MAILLAGE_PARTNER_TLS_KEY)")
+	fs.StringVar(&m.FeedsNATS, "feeds-nats", env("MAILLAGE_FEEDS_NATS", m.FeedsNATS), "NATS cluster URL(s), comma-separated, for the partner feeds instead of the embedded feed server; the cluster trusts the authority of <data>/feeds (maillage partner cluster-config); feeds R3 with 3 URLs or more (env MAILLAGE_FEEDS_NATS)")
 }
 
-// openFeeds starts the feed server and the relay.
+// openFeeds starts the feed server (or connects to the feeds' NATS
+// cluster) and the relay.
 func (m *Main) openFeeds() error {
 	if !m.Feeds {
 		if m.PartnerListen != "" {
 			return errors.New("--partner-listen demande les flux partenaires (--feeds=true)")
 		}
+		if m.FeedsNATS != "" {
+			return errors.New("--feeds-nats demande les flux partenaires (--feeds=true)")
+		}
 		return nil
+	}
+	if m.FeedsNATS != "" {
+		if m.PartnerListen != "" || m.PartnerTLSCert != "" || m.PartnerTLSKey != "" {
+			return errors.New("--partner-listen et --partner-tls-* ne s'emploient pas avec --feeds-nats : les partenaires se connectent au cluster NATS des flux")
+		}
+		return m.startRelay(feeds.ConnectCluster(context.Background(), filepath.Join(m.DataDir, "feeds"), m.FeedsNATS, feeds.WithServerLogger(m.log)))
 	}
 	opts := []feeds.ServerOption{feeds.WithServerLogger(m.log)}
 	if m.PartnerListen != "" {
@@ -61,11 +77,17 @@ func (m *Main) openFeeds() error {
 		}
 		opts = append(opts, feeds.WithPartnerTLS(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}))
 	}
-	var err error
-	if m.feedServer, err = feeds.StartServer(context.Background(), filepath.Join(m.DataDir, "feeds"), opts...); err != nil {
+	return m.startRelay(feeds.StartServer(context.Background(), filepath.Join(m.DataDir, "feeds"), opts...))
+}
+
+// startRelay starts the relay on the feed server srv (embedded, or the
+// cluster's), unless opening it failed.
+func (m *Main) startRelay(srv *feeds.Server, err error) error {
+	if err != nil {
 		return fmt.Errorf("partner feeds: %w", err)
 	}
-	relayOpts := []feeds.Option{feeds.WithLogger(m.log.With("component", "feed-relay"))}
+	m.feedServer = srv
+	relayOpts := []feeds.Option{feeds.WithLogger(m.log.With("component", "feed-relay")), feeds.WithReplicas(m.feedReplicas())}
 	if m.metrics != nil {
 		relayOpts = append(relayOpts, feeds.WithRegisterer(m.metrics))
 	}
@@ -76,10 +98,23 @@ func (m *Main) openFeeds() error {
 		return fmt.Errorf("partner feeds: %w", err)
 	}
 	m.relay.Start()
-	if url := m.feedServer.ClientURL(); url != "" {
+	switch url := m.feedServer.ClientURL(); {
+	case m.FeedsNATS != "":
+		m.log.Info("partner feeds on a NATS cluster", "servers", len(strings.Split(m.FeedsNATS, ",")), "replicas", m.feedReplicas())
+	case url != "":
 		m.log.Info("partner feeds listening", "url", url)
 	}
 	return nil
+}
+
+// feedReplicas is the number of replicas of the feed streams and of the
+// relay's checkpoint: 3 on a cluster of three nodes or more (--feeds-nats),
+// else 1.
+func (m *Main) feedReplicas() int {
+	if m.FeedsNATS != "" && len(strings.Split(m.FeedsNATS, ",")) >= 3 {
+		return 3
+	}
+	return 1
 }
 
 // closeFeeds stops the relay (it saves its position), then the feed server.

@@ -24,8 +24,23 @@ feed and nothing else. They are made offline from the keys under
 Flags:
 `
 
-// runPartner issues partner credentials.
-func runPartner(_ context.Context, args []string, stdout, stderr io.Writer) error {
+const clusterConfigUsage = `Usage: maillage partner cluster-config [flags]
+
+Prints the nats-server configuration stanza (operator, system account,
+memory resolver preloaded with the accounts) that every node of a NATS
+cluster needs to hold the partner feeds (maillage serve --feeds-nats): the
+nodes then trust the keys under <data>/feeds, and the credentials they
+issue. Copy <data>/feeds/authority.json to every maillage replica.
+
+Flags:
+`
+
+// runPartner issues partner credentials, or prints the configuration of the
+// feeds' NATS cluster.
+func runPartner(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "cluster-config" {
+		return runPartnerClusterConfig(ctx, args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("maillage partner credentials", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, partnerUsage); fs.PrintDefaults() }
@@ -34,7 +49,7 @@ func runPartner(_ context.Context, args []string, stdout, stderr io.Writer) erro
 	out := fs.String("out", "", "write the credentials to this file (mode 0600) rather than to the standard output")
 	if len(args) == 0 || args[0] != "credentials" {
 		fs.Usage()
-		return errors.New(`partner : préciser la commande, par exemple « maillage partner credentials mecs-les-tilleuls »`)
+		return errors.New(`partner : préciser la commande, par exemple « maillage partner credentials mecs-les-tilleuls » ou « maillage partner cluster-config »`)
 	}
 	args = args[1:]
 	if len(args) == 0 || args[0] == "" || args[0][0] == '-' {
@@ -80,5 +95,36 @@ func runPartner(_ context.Context, args []string, stdout, stderr io.Writer) erro
 		"Ils donnent accès à ce flux seulement : remettez-les par un canal sûr.\n"+
 		"Lecture : maillage feed tail --url nats://<serveur>:<port> --creds <fichier>\n",
 		inst, where, now.Add(*valid).Format("02/01/2006 15:04"))
+	return nil
+}
+
+// runPartnerClusterConfig prints the configuration stanza of the feeds'
+// NATS cluster.
+func runPartnerClusterConfig(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("maillage partner cluster-config", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, clusterConfigUsage); fs.PrintDefaults() }
+	data := fs.String("data", env("MAILLAGE_DATA", "data"), "data directory (env MAILLAGE_DATA)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("partner cluster-config : argument inattendu %q", fs.Arg(0))
+	}
+	dir := filepath.Join(*data, "feeds")
+	auth, err := feeds.OpenAuthority(dir)
+	if err != nil {
+		return err
+	}
+	conf, err := auth.ServerConfig()
+	if err != nil {
+		return err
+	}
+	if _, err := io.WriteString(stdout, conf); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "Configuration à ajouter à chaque nœud du cluster NATS des flux partenaires (avec JetStream et les routes du cluster).\n"+
+		"Elle fait confiance aux clés de %s : copiez ce fichier sur chaque réplique de maillage, puis lancez maillage serve --feeds-nats nats://a:4222,nats://b:4222,nats://c:4222\n",
+		filepath.Join(dir, "authority.json"))
 	return nil
 }

@@ -1,0 +1,149 @@
+package feeds
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+)
+
+// ConnectCluster runs the feeds on an external NATS cluster instead of an
+// embedded server: it opens the authority under dir (authority.json,
+// created on first use) and connects the relay's user (account FEEDS) to
+// urls, comma-separated client URLs of the cluster. The cluster must trust
+// the authority: its nodes' configuration holds the stanza of
+// Authority.ServerConfig. Partners connect to the cluster with credentials
+// from the same authority. The Server it returns runs no nats-server (NATS
+// returns nil); Close closes the connection. Only WithServerLogger applies.
+func ConnectCluster(ctx context.Context, dir, urls string, opts ...ServerOption) (*Server, error) {
+	cfg := serverConfig{log: slog.Default()}
+	for _, o := range opts {
+		if err := o(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.listen != "" || cfg.tls != nil {
+		return nil, errors.New("feeds: ConnectCluster: partners connect to the cluster, WithPartnerListen and WithPartnerTLS do not apply")
+	}
+	var list []string
+	for u := range strings.SplitSeq(urls, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			list = append(list, u)
+		}
+	}
+	if len(list) == 0 {
+		return nil, errors.New("feeds: ConnectCluster: no URL")
+	}
+	auth, err := OpenAuthority(dir)
+	if err != nil {
+		return nil, err
+	}
+	token, seed, err := auth.clusterRelayUser()
+	if err != nil {
+		return nil, fmt.Errorf("feeds: relay user: %w", err)
+	}
+	log := cfg.log.With("component", "nats-feeds")
+	nc, err := nats.Connect(strings.Join(list, ","), nats.Name("maillage-relay"),
+		nats.UserJWTAndSeed(token, string(seed)), nats.MaxReconnects(-1),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("feed relay disconnected from the NATS cluster", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("feed relay reconnected to the NATS cluster", "url", nc.ConnectedUrlRedacted())
+		}))
+	if err != nil {
+		return nil, fmt.Errorf("feeds: connect to %s (does the cluster trust the authority of %s? see Authority.ServerConfig): %w", strings.Join(list, ","), dir, err)
+	}
+	s := &Server{urls: list, auth: auth, nc: nc, log: cfg.log}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("feeds: %w", err)
+	}
+	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	switch _, err := js.AccountInfo(actx); {
+	case errors.Is(err, jetstream.ErrJetStreamNotEnabled), errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount):
+		s.Close()
+		return nil, fmt.Errorf("feeds: the NATS cluster at %s runs no JetStream for the feeds account: %w", strings.Join(list, ","), err)
+	case err != nil && ctx.Err() == nil:
+		// The cluster may be electing its leaders: the relay retries.
+		cfg.log.Warn("feeds: JetStream of the NATS cluster not answering yet", "err", err)
+	}
+	if err := ctx.Err(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// clusterRelayUser returns credentials for the relay on a cluster: any
+// subject of the FEEDS account, over a standard (TCP) connection. Like the
+// in-process relay user, they are made at start and never written down.
+func (a *Authority) clusterRelayUser() (string, []byte, error) {
+	user, err := nkeys.CreateUser()
+	if err != nil {
+		return "", nil, err
+	}
+	pub, _ := user.PublicKey()
+	uc := jwt.NewUserClaims(pub)
+	uc.Name = "relay"
+	uc.AllowedConnectionTypes = jwt.StringList{jwt.ConnectionTypeStandard}
+	token, err := uc.Encode(a.feeds)
+	if err != nil {
+		return "", nil, err
+	}
+	seed, _ := user.Seed()
+	return token, seed, nil
+}
+
+// ServerConfig renders the nats-server configuration a cluster node needs to
+// trust the authority (ConnectCluster): the operator JWT, the system
+// account and a memory resolver preloaded with every account's JWT. Add it
+// to the configuration of every node of the cluster (with JetStream and the
+// cluster's routes), the same on each: account JWTs do not expire, and the
+// stanza changes only when authority.json does.
+func (a *Authority) ServerConfig() (string, error) {
+	oc, accounts, sysPub, err := a.accounts()
+	if err != nil {
+		return "", fmt.Errorf("feeds: accounts: %w", err)
+	}
+	opJWT, err := oc.Encode(a.operator)
+	if err != nil {
+		return "", fmt.Errorf("feeds: operator: %w", err)
+	}
+	names := map[string]string{}
+	for pub, token := range accounts {
+		ac, err := jwt.DecodeAccountClaims(token)
+		if err != nil {
+			return "", fmt.Errorf("feeds: account %s: %w", pub, err)
+		}
+		names[pub] = ac.Name
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "# maillage partner feeds: trust the authority of %s\n", a.path)
+	fmt.Fprintf(&b, "operator: %q\n", opJWT)
+	fmt.Fprintf(&b, "system_account: %q\n", sysPub)
+	b.WriteString("resolver: MEMORY\n")
+	b.WriteString("resolver_preload: {\n")
+	pubs := make([]string, 0, len(accounts))
+	for pub := range accounts {
+		pubs = append(pubs, pub)
+	}
+	slices.Sort(pubs)
+	for _, pub := range pubs {
+		fmt.Fprintf(&b, "  # %s\n  %s: %q\n", names[pub], pub, accounts[pub])
+	}
+	b.WriteString("}\n")
+	return b.String(), nil
+}

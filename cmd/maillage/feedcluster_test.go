@@ -1,0 +1,329 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	njs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/maillage/maillage/adapters/feeds"
+	"github.com/maillage/maillage/domain"
+	"github.com/maillage/maillage/domain/cases"
+)
+
+// startFeedsCluster starts n nats-server nodes as startNATSCluster does
+// (TCP proxies in front of every client and route port), each configured
+// with the stanza of Authority.ServerConfig, read as a node would read it
+// from its configuration file: they trust the feeds' authority.
+func startFeedsCluster(t *testing.T, n int, stanza string) *natsCluster {
+	t.Helper()
+	c := &natsCluster{t: t, nodes: make([]*natsserver.Server, n)}
+	t.Cleanup(c.shutdown)
+	ports := freePorts(t, 2*n+1)
+	nowhere := fmt.Sprintf("127.0.0.1:%d", ports[2*n])
+	for i := range n {
+		c.clients = append(c.clients, newProxy(t, fmt.Sprintf("127.0.0.1:%d", ports[2*i])))
+		c.routes = append(c.routes, make([]*proxy, n))
+	}
+	conf := filepath.Join(t.TempDir(), "feeds.conf")
+	if err := os.WriteFile(conf, []byte(stanza), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		var routes []*url.URL
+		for j := range n {
+			if j != i {
+				c.routes[i][j] = newProxy(t, fmt.Sprintf("127.0.0.1:%d", ports[2*j+1]))
+				routes = append(routes, &url.URL{Scheme: "nats", Host: c.routes[i][j].addr()})
+			}
+		}
+		o, err := natsserver.ProcessConfigFile(conf)
+		if err != nil {
+			t.Fatalf("the stanza of partner cluster-config: %v", err)
+		}
+		if len(o.TrustedOperators) != 1 || o.SystemAccount == "" || o.AccountResolver == nil {
+			t.Fatalf("the stanza of partner cluster-config: operators %d, system account %q, resolver %T", len(o.TrustedOperators), o.SystemAccount, o.AccountResolver)
+		}
+		o.ServerName = fmt.Sprintf("nats-%d", i)
+		o.Host, o.Port, o.ClientAdvertise = "127.0.0.1", ports[2*i], c.clients[i].addr()
+		o.JetStream, o.StoreDir = true, t.TempDir()
+		o.Cluster = natsserver.ClusterOpts{Name: "maillage-feeds-test", Host: "127.0.0.1", Port: ports[2*i+1], Advertise: nowhere}
+		o.Routes = routes
+		o.NoSigs, o.NoLog = true, true
+		c.opts = append(c.opts, o)
+	}
+	for i := range n {
+		c.start(i)
+	}
+	c.waitCurrent()
+	return c
+}
+
+// TestFeedsOnANATSCluster runs maillage serve (embedded event store) with
+// its partner feeds on a 3-node NATS cluster that trusts the authority of
+// <data>/feeds through the stanza of "partner cluster-config"
+// (--feeds-nats): the feed streams and the relay's checkpoint have 3
+// replicas; a partner with credentials issued offline reads its own feed
+// on the cluster and is refused another's; then the node leading the
+// coordinator's feed stops while commands go on being recorded, nothing is
+// restarted, and the coordinator's feed still holds every event of every
+// case once, in order.
+func TestFeedsOnANATSCluster(t *testing.T) {
+	ctx := t.Context()
+	data := t.TempDir()
+	auth, err := feeds.OpenAuthority(filepath.Join(data, "feeds"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stanza strings.Builder
+	if err := run(ctx, []string{"partner", "cluster-config", "--data", data}, &stanza, &strings.Builder{}); err != nil {
+		t.Fatal(err)
+	}
+	cluster := startFeedsCluster(t, 3, stanza.String())
+	m := startMain(t, "--data", data, "--feeds-nats", cluster.URLs())
+	if m.feedServer.NATS() != nil {
+		t.Fatal("an embedded feed server runs with --feeds-nats")
+	}
+	if got, want := m.PartnerURL(), strings.Split(cluster.URLs(), ",")[0]; got != want {
+		t.Fatalf("partner URL %q, want the cluster's first, %q", got, want)
+	}
+
+	// A case with two members.
+	var retries atomic.Int64
+	shared := uuid.New()
+	var last cases.Result
+	for _, req := range []cases.Request{
+		openCase(shared),
+		command(shared, aseActor, "join-mecs", &domain.PartnerJoinedPayload{Institution: mecsActor.Institution,
+			Kind: domain.KindMECS, Name: "MECS 35", Referent: domain.Referent{Name: mecsActor.Professional}, Reason: "accueil"}),
+		observation(shared, "shared-1"),
+	} {
+		if last, err = recordRetrying(ctx, m.cases, req, &retries); err != nil {
+			t.Fatal(err)
+		}
+	}
+	relayJS, err := njs.New(m.feedServer.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	err = m.relay.WaitFor(wctx, last.Position)
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{feeds.StreamName(aseActor.Institution), feeds.StreamName(mecsActor.Institution), "KV_" + feeds.CheckpointBucket} {
+		s, err := relayJS.Stream(ctx, name)
+		if err != nil {
+			t.Fatalf("stream %s: %v", name, err)
+		}
+		if r := s.CachedInfo().Config.Replicas; r != 3 {
+			t.Fatalf("stream %s with %d replicas, want 3", name, r)
+		}
+	}
+
+	// The coordinator's partner system, with credentials issued offline,
+	// on the cluster.
+	creds, err := auth.PartnerCredentials(aseActor.Institution, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	credsPath := filepath.Join(t.TempDir(), "ase-35.creds")
+	if err := os.WriteFile(credsPath, creds, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	refused := make(chan error, 10)
+	nc, inst, err := feeds.Dial(cluster.URLs(), credsPath, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		select {
+		case refused <- err:
+		default:
+		}
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	tail, err := feeds.NewTail(nc, inst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tctx, tcancel := context.WithTimeout(ctx, 20*time.Second)
+	var first *feeds.Delivery
+	err = tail.Run(tctx, func(d feeds.Delivery) error {
+		first = &d
+		tcancel()
+		return nil
+	})
+	tcancel()
+	if err != nil || first == nil {
+		t.Fatalf("the partner reading its feed on the cluster: %v (a message: %v)", err, first != nil)
+	}
+	if first.Break != nil || first.Kind != feeds.KindEvent || first.Sequence != 1 || first.Verified != 1 {
+		t.Fatalf("the partner's first message: %s of sequence %d, verified to %d, break %v", first.Kind, first.Sequence, first.Verified, first.Break)
+	}
+	partnerJS, err := njs.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, rcancel := context.WithTimeout(ctx, 3*time.Second)
+	_, err = partnerJS.Stream(rctx, feeds.StreamName(mecsActor.Institution))
+	rcancel()
+	if err == nil || errors.Is(err, njs.ErrStreamNotFound) {
+		t.Fatalf("the partner of %s asking for the feed of %s (it exists): %v, want a refusal", inst, mecsActor.Institution, err)
+	}
+	select {
+	case perr := <-refused:
+		if !errors.Is(perr, nats.ErrPermissionViolation) || !strings.Contains(perr.Error(), feeds.StreamName(mecsActor.Institution)) {
+			t.Fatalf("the partner of %s asking for the feed of %s: %v, want a permissions violation", inst, mecsActor.Institution, perr)
+		}
+		t.Logf("the partner of %s read its feed on the cluster and was refused the feed of %s: %v", inst, mecsActor.Institution, perr)
+	case <-time.After(5 * time.Second):
+		t.Fatalf("the partner of %s asking for the feed of %s: %v, and no permissions violation", inst, mecsActor.Institution, err)
+	}
+
+	// A load of observations on cases of the coordinator; then the node
+	// leading the coordinator's feed stream stops, and nothing is
+	// restarted.
+	l := startLoad(t, m.cases, 3)
+	l.waitMore(t, 40, "before any loss")
+	feed := feeds.StreamName(aseActor.Institution)
+	leader := feedLeader(t, relayJS, feed, "")
+	var stopped int
+	if _, err := fmt.Sscanf(leader, "nats-%d", &stopped); err != nil {
+		t.Fatalf("leader %q: %v", leader, err)
+	}
+	before := l.acks.Load()
+	cluster.stop(stopped)
+	t.Logf("stopped node %d, the leader of %s", stopped, feed)
+	l.waitMore(t, 60, "after the feed's leader was stopped")
+	t.Logf("new leader of %s: %s; %d commands recorded before the loss, %d after", feed, feedLeader(t, relayJS, feed, leader), before, l.acks.Load()-before)
+
+	l.finish()
+	checkClusterFeedHasNoGap(t, m, aseActor.Institution, readAll(t, m.events))
+}
+
+// checkClusterFeedHasNoGap is checkFeedHasNoGap for a feed on a cluster:
+// it reads the feed with an ordered consumer too, but asks again when a
+// read finds no responder. The ordered consumer's Next creates a consumer
+// anew each time, and on a cluster the pull request can reach the server
+// before the new consumer's interest does (nats: no responders); the
+// ordered consumer then starts again after the last message it delivered,
+// so nothing is skipped (and a gap or a duplicate would fail the check).
+func checkClusterFeedHasNoGap(t *testing.T, m *Main, inst domain.InstitutionID, all []domain.Event) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	if err := m.relay.WaitFor(ctx, all[len(all)-1].Position); err != nil {
+		t.Fatalf("the feed relay did not catch up: %v", err)
+	}
+	want := map[domain.CaseID][]uuid.UUID{}
+	for _, e := range all {
+		want[e.CaseID] = append(want[e.CaseID], e.ID)
+	}
+	js, err := njs.New(m.feedServer.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := js.OrderedConsumer(ctx, feeds.StreamName(inst), njs.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[domain.CaseID][]uuid.UUID{}
+	retries := 0
+	for n, pending := uint64(0), cons.CachedInfo().NumPending; n < pending; n++ {
+		msg, err := cons.Next(njs.FetchMaxWait(10 * time.Second))
+		for ; errors.Is(err, nats.ErrNoResponders) && retries < 1000; retries++ {
+			time.Sleep(10 * time.Millisecond)
+			msg, err = cons.Next(njs.FetchMaxWait(10 * time.Second))
+		}
+		if err != nil {
+			t.Fatalf("feed of %s, message %d of %d: %v", inst, n+1, pending, err)
+		}
+		fm, err := feeds.ParseMessage(msg.Headers(), msg.Data())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fm.Kind != feeds.KindEvent {
+			t.Fatalf("feed of %s: a %s message in a load of observations", inst, fm.Kind)
+		}
+		if fm.View.ID == nil || fm.Sequence != uint64(len(got[fm.CaseID])+1) {
+			t.Fatalf("feed of %s, case %s: sequence %d after %d (gap or duplicate)", inst, fm.CaseID, fm.Sequence, len(got[fm.CaseID]))
+		}
+		got[fm.CaseID] = append(got[fm.CaseID], *fm.View.ID)
+	}
+	for id, ids := range want {
+		if len(got[id]) != len(ids) {
+			t.Fatalf("feed of %s, case %s: %d events, the store holds %d", inst, id, len(got[id]), len(ids))
+		}
+		for i := range ids {
+			if got[id][i] != ids[i] {
+				t.Fatalf("feed of %s, case %s: event %d is %s, the store has %s", inst, id, i+1, got[id][i], ids[i])
+			}
+		}
+	}
+	t.Logf("feed of %s: %d events of %d cases, each once, in order (reads asked again after no responder: %d)", inst, len(all), len(want), retries)
+}
+
+// feedLeader waits for the stream to have a leader other than not and
+// returns its name.
+func feedLeader(t *testing.T, js njs.JetStream, stream, not string) string {
+	t.Helper()
+	var err error
+	for range 300 {
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+		var s njs.Stream
+		s, err = js.Stream(ctx, stream)
+		cancel()
+		if err == nil {
+			if c := s.CachedInfo().Cluster; c != nil && c.Leader != "" && c.Leader != not {
+				return c.Leader
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("stream %s has no leader (but %q): %v", stream, not, err)
+	return ""
+}
+
+// TestFeedsNATSFlags: partners connect to the cluster, so serve refuses a
+// partner listener with --feeds-nats, and the feeds are replicated on a
+// cluster of three nodes or more only.
+func TestFeedsNATSFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args     []string
+		refused  string
+		replicas int
+	}{
+		{args: []string{"--feeds-nats", "nats://a:4222,nats://b:4222,nats://c:4222", "--partner-listen", ":4223"}, refused: "--feeds-nats"},
+		{args: []string{"--feeds-nats", "nats://a:4222", "--feeds=false"}, refused: "--feeds=true"},
+		{args: []string{"--feeds-nats", "nats://a:4222,nats://b:4222"}, replicas: 1},
+		{args: []string{"--feeds-nats", "nats://a:4222,nats://b:4222,nats://c:4222"}, replicas: 3},
+		{args: nil, replicas: 1},
+	} {
+		m := NewMain(io.Discard, io.Discard)
+		if err := m.ParseFlags(append([]string{"--data", t.TempDir()}, tc.args...)); err != nil {
+			t.Fatal(err)
+		}
+		if tc.refused != "" {
+			if err := m.openFeeds(); err == nil || !strings.Contains(err.Error(), tc.refused) {
+				t.Errorf("%q: %v, want a refusal naming %s", tc.args, err, tc.refused)
+			}
+			continue
+		}
+		if r := m.feedReplicas(); r != tc.replicas {
+			t.Errorf("%q: %d replicas, want %d", tc.args, r, tc.replicas)
+		}
+	}
+}
