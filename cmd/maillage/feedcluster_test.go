@@ -211,69 +211,7 @@ func TestFeedsOnANATSCluster(t *testing.T) {
 	t.Logf("new leader of %s: %s; %d commands recorded before the loss, %d after", feed, feedLeader(t, relayJS, feed, leader), before, l.acks.Load()-before)
 
 	l.finish()
-	checkClusterFeedHasNoGap(t, m, aseActor.Institution, readAll(t, m.events))
-}
-
-// checkClusterFeedHasNoGap is checkFeedHasNoGap for a feed on a cluster:
-// it reads the feed with an ordered consumer too, but asks again when a
-// read finds no responder. The ordered consumer's Next creates a consumer
-// anew each time, and on a cluster the pull request can reach the server
-// before the new consumer's interest does (nats: no responders); the
-// ordered consumer then starts again after the last message it delivered,
-// so nothing is skipped (and a gap or a duplicate would fail the check).
-func checkClusterFeedHasNoGap(t *testing.T, m *Main, inst domain.InstitutionID, all []domain.Event) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
-	if err := m.relay.WaitFor(ctx, all[len(all)-1].Position); err != nil {
-		t.Fatalf("the feed relay did not catch up: %v", err)
-	}
-	want := map[domain.CaseID][]uuid.UUID{}
-	for _, e := range all {
-		want[e.CaseID] = append(want[e.CaseID], e.ID)
-	}
-	js, err := njs.New(m.feedServer.Conn())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cons, err := js.OrderedConsumer(ctx, feeds.StreamName(inst), njs.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[domain.CaseID][]uuid.UUID{}
-	retries := 0
-	for n, pending := uint64(0), cons.CachedInfo().NumPending; n < pending; n++ {
-		msg, err := cons.Next(njs.FetchMaxWait(10 * time.Second))
-		for ; errors.Is(err, nats.ErrNoResponders) && retries < 1000; retries++ {
-			time.Sleep(10 * time.Millisecond)
-			msg, err = cons.Next(njs.FetchMaxWait(10 * time.Second))
-		}
-		if err != nil {
-			t.Fatalf("feed of %s, message %d of %d: %v", inst, n+1, pending, err)
-		}
-		fm, err := feeds.ParseMessage(msg.Headers(), msg.Data())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if fm.Kind != feeds.KindEvent {
-			t.Fatalf("feed of %s: a %s message in a load of observations", inst, fm.Kind)
-		}
-		if fm.View.ID == nil || fm.Sequence != uint64(len(got[fm.CaseID])+1) {
-			t.Fatalf("feed of %s, case %s: sequence %d after %d (gap or duplicate)", inst, fm.CaseID, fm.Sequence, len(got[fm.CaseID]))
-		}
-		got[fm.CaseID] = append(got[fm.CaseID], *fm.View.ID)
-	}
-	for id, ids := range want {
-		if len(got[id]) != len(ids) {
-			t.Fatalf("feed of %s, case %s: %d events, the store holds %d", inst, id, len(got[id]), len(ids))
-		}
-		for i := range ids {
-			if got[id][i] != ids[i] {
-				t.Fatalf("feed of %s, case %s: event %d is %s, the store has %s", inst, id, i+1, got[id][i], ids[i])
-			}
-		}
-	}
-	t.Logf("feed of %s: %d events of %d cases, each once, in order (reads asked again after no responder: %d)", inst, len(all), len(want), retries)
+	checkFeedHasNoGap(t, m, aseActor.Institution, readAll(t, m.events))
 }
 
 // feedLeader waits for the stream to have a leader other than not and

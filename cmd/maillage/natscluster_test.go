@@ -98,18 +98,29 @@ func (c *natsCluster) URLs() string {
 	return strings.Join(urls, ",")
 }
 
-// start starts node i (again), on its ports and storage.
+// start starts node i (again), on its ports and storage. Its ports were
+// free when chosen, but an outgoing connection of the test process can be
+// given one of them meanwhile, and the node then never listens: it is
+// started again, a few times.
 func (c *natsCluster) start(i int) {
 	c.t.Helper()
-	s, err := natsserver.NewServer(c.opts[i].Clone())
-	if err != nil {
-		c.t.Fatalf("node %d: %v", i, err)
+	for attempt := 1; ; attempt++ {
+		s, err := natsserver.NewServer(c.opts[i].Clone())
+		if err != nil {
+			c.t.Fatalf("node %d: %v", i, err)
+		}
+		go s.Start()
+		if s.ReadyForConnections(20 * time.Second) {
+			c.nodes[i] = s
+			return
+		}
+		s.Shutdown()
+		s.WaitForShutdown()
+		if attempt == 3 {
+			c.t.Fatalf("node %d not ready for connections after %d attempts", i, attempt)
+		}
+		c.t.Logf("node %d not ready for connections: starting it again", i)
 	}
-	go s.Start()
-	if !s.ReadyForConnections(20 * time.Second) {
-		c.t.Fatalf("node %d not ready for connections", i)
-	}
-	c.nodes[i] = s
 }
 
 // stop shuts node i down cleanly.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
 	njs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/maillage/maillage/adapters/feeds"
@@ -445,8 +446,16 @@ func checkFeedHasNoGap(t *testing.T, m *Main, inst domain.InstitutionID, all []d
 		t.Fatal(err)
 	}
 	got := map[domain.CaseID][]uuid.UUID{}
+	retries := 0
 	for n, pending := uint64(0), cons.CachedInfo().NumPending; n < pending; n++ {
 		msg, err := cons.Next(njs.FetchMaxWait(10 * time.Second))
+		// On a cluster the ordered consumer is recreated for each read, and
+		// a read may come before the new consumer is known: ask again (a gap
+		// or a duplicate would still be caught below).
+		for ; errors.Is(err, nats.ErrNoResponders) && retries < 1000; retries++ {
+			time.Sleep(10 * time.Millisecond)
+			msg, err = cons.Next(njs.FetchMaxWait(10 * time.Second))
+		}
 		if err != nil {
 			t.Fatalf("feed of %s, message %d of %d: %v", inst, n+1, pending, err)
 		}
@@ -472,7 +481,7 @@ func checkFeedHasNoGap(t *testing.T, m *Main, inst domain.InstitutionID, all []d
 			}
 		}
 	}
-	t.Logf("feed of %s: %d events of %d cases, each once, in order", inst, len(all), len(want))
+	t.Logf("feed of %s: %d events of %d cases, each once, in order (reads asked again after no responder: %d)", inst, len(all), len(want), retries)
 }
 
 func waitStreamLeader(t *testing.T, c *natsCluster, stream string) int {
