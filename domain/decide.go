@@ -55,6 +55,9 @@ func Decide(s *State, cmd Command, now time.Time) ([]Event, error) {
 	if occurred.IsZero() {
 		occurred = now
 	}
+	if err := checkOccurredUntil(cmd.Payload, occurred); err != nil {
+		return nil, err
+	}
 	return []Event{{
 		Type:          cmd.Type,
 		SchemaVersion: CurrentSchemaVersion,

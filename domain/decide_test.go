@@ -420,6 +420,15 @@ func decideSpecs() []spec {
 		{name: "a nested field is named by its path",
 			given: aCase(), when: ase.records(edit(joining(cmpID), func(p *domain.PartnerJoinedPayload) { p.Referent.Name = "" })),
 			refused: "invalid_field", field: "payload.referent.name"},
+		{name: "an observation recorded after the fact may give its date to the month",
+			given: aCase(), when: mecs.records(edit(observation(), func(p *domain.ObservationRecordedPayload) { p.DateCertainty = domain.DateMonth })),
+			then: domain.ObservationRecorded},
+		{name: "a span may not end before the event's date",
+			given: aCase(), when: mecs.records(edit(observation(), func(p *domain.ObservationRecordedPayload) {
+				until := time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)
+				p.OccurredUntil = &until
+			})),
+			refused: "occurred_until_before_occurred_at", field: "payload.occurredUntil"},
 		{name: "a need may be recorded as health",
 			given: aCase(), when: asCategory(ditep.records(need(needSchool)), domain.CategoryHealth), then: domain.NeedIdentified},
 		{name: "a need may not be recorded as judicial",
@@ -889,6 +898,8 @@ func TestValidateRefusesBadPayloads(t *testing.T) {
 		{"on call without contact", edit(crisis(runaway, mecsID), func(p *domain.CrisisDeclaredPayload) { p.OnCall[0].Contact = "" }), "onCall[0].contact"},
 		{"placement without place of life", edit(placement(), func(p *domain.PlacementChangedPayload) { p.PlaceOfLife = "" }), "placeOfLife"},
 		{"unknown impact", edit(observation(), func(p *domain.ObservationRecordedPayload) { p.Impact = "neutral" }), "impact"},
+		{"unknown date certainty", edit(observation(), func(p *domain.ObservationRecordedPayload) { p.DateCertainty = "week" }), "dateCertainty"},
+		{"empty end of span", edit(observation(), func(p *domain.ObservationRecordedPayload) { p.OccurredUntil = &time.Time{} }), "occurredUntil"},
 		{"consent naming nobody", consent(healthConsent, mother), "institutions"},
 		{"consent without categories", edit(consent(healthConsent, mother, mecsID), func(p *domain.ConsentGivenPayload) { p.Categories = nil }), "categories"},
 		{"consent to an unknown kind", consentToKind(healthConsent, mother, "hospital"), "kinds[0]"},

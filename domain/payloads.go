@@ -301,6 +301,7 @@ type PlacementChangedPayload struct {
 	PlaceOfLife     string        `json:"placeOfLife"`
 	Address         string        `json:"address,omitempty"`
 	HostInstitution InstitutionID `json:"hostInstitution,omitempty"`
+	UncertainDate
 }
 
 // ObservationRecordedPayload: an observation shared between members.
@@ -308,7 +309,33 @@ type ObservationRecordedPayload struct {
 	Summary     string `json:"summary"`
 	Impact      string `json:"impact,omitempty"` // "positive", "negative" or empty
 	ActionTaken string `json:"actionTaken,omitempty"`
+	UncertainDate
 }
+
+// DateCertainty says how precisely an event's occurred-at is known, for what
+// is recorded after the fact, from memory or old files ("en mars 2024",
+// "vers 2019"). Empty: known to the day.
+type DateCertainty string
+
+// Date certainties.
+const (
+	DateMonth       DateCertainty = "month"       // the month is known, not the day
+	DateYear        DateCertainty = "year"        // only the year is known
+	DateApproximate DateCertainty = "approximate" // around the date given
+)
+
+// UncertainDate is part of the payloads of events that may be recorded after
+// the fact (observations, placement changes): how precisely occurredAt is
+// known, and, for an event known to have happened within a span, or lasting
+// one, the span's end (occurredAt being its start).
+type UncertainDate struct {
+	DateCertainty DateCertainty `json:"dateCertainty,omitempty"`
+	OccurredUntil *time.Time    `json:"occurredUntil,omitempty"`
+}
+
+// Uncertainty returns the date's uncertainty (promoted to the payloads that
+// carry one).
+func (u UncertainDate) Uncertainty() UncertainDate { return u }
 
 // ConsentGivenPayload: a holder of parental authority allows sharing of some
 // categories with some members (by institution or by kind), from..until.

@@ -32,6 +32,7 @@ var (
 	closeReasons      = []string{"end_of_measure", "majority", "transfer"}
 	planKinds         = []string{"PPE", "PPA", "PPS", "other"}
 	impacts           = []string{"", "positive", "negative"}
+	dateCertainties   = []DateCertainty{"", DateMonth, DateYear, DateApproximate}
 )
 
 func (p *CaseOpenedPayload) Validate() error {
@@ -253,6 +254,7 @@ func (p *PlacementChangedPayload) Validate() error {
 		requiredText("reason", p.Reason),
 		requiredLine("placeOfLife", p.PlaceOfLife),
 		optionalLine("address", p.Address),
+		p.UncertainDate.validate(),
 	)
 	if err == nil && p.HostInstitution != "" {
 		return checkInstitution("hostInstitution", p.HostInstitution)
@@ -265,7 +267,25 @@ func (p *ObservationRecordedPayload) Validate() error {
 		requiredText("summary", p.Summary),
 		enumValue("impact", p.Impact, impacts),
 		optionalText("actionTaken", p.ActionTaken),
+		p.UncertainDate.validate(),
 	)
+}
+
+func (u UncertainDate) validate() error {
+	if u.OccurredUntil != nil && u.OccurredUntil.IsZero() {
+		return Invalid("occurredUntil", "date de fin vide : omettez le champ ou donnez une date")
+	}
+	return enumValue("dateCertainty", u.DateCertainty, dateCertainties)
+}
+
+// checkOccurredUntil refuses a span that ends before the event's date.
+func checkOccurredUntil(p Payload, occurred time.Time) error {
+	u, ok := p.(interface{ Uncertainty() UncertainDate })
+	if !ok || u.Uncertainty().OccurredUntil == nil || !u.Uncertainty().OccurredUntil.Before(occurred) {
+		return nil
+	}
+	return &Error{Code: EInvalid, Rule: "occurred_until_before_occurred_at", Field: "payload.occurredUntil",
+		Message: "la fin de la période précède sa date de début (occurredAt)"}
 }
 
 func (p *ConsentGivenPayload) Validate() error {

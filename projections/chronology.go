@@ -3,6 +3,7 @@ package projections
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"slices"
 	"time"
 
@@ -22,12 +23,18 @@ type Chronology struct {
 
 // ChronologyEntry is one event of the chronology.
 type ChronologyEntry struct {
-	// Date is the business day (occurred-at) in the event's own time zone;
-	// Rank orders the entries of one day (1, 2, ...) by their sequence.
-	Date       string    `json:"date"`
-	Rank       int       `json:"rank"`
-	OccurredAt time.Time `json:"occurredAt"`
-	Sequence   uint64    `json:"sequence"`
+	// Date is the business day (occurred-at) in the event's own time zone,
+	// only its month ("2024-03") or year ("2024") when that is all that is
+	// known (DateCertainty); Rank orders the entries of one date (1, 2, ...)
+	// by their sequence. A date known to the month comes before the days of
+	// that month.
+	Date string `json:"date"`
+	// DateCertainty is "month", "year" or "approximate" for an event
+	// recorded after the fact whose date is uncertain; absent when known.
+	DateCertainty domain.DateCertainty `json:"dateCertainty,omitempty"`
+	Rank          int                  `json:"rank"`
+	OccurredAt    time.Time            `json:"occurredAt"`
+	Sequence      uint64               `json:"sequence"`
 	// Period is the span an event concerns (an intervention, a consent, an
 	// order), when it has one.
 	Period   *Period          `json:"period,omitempty"`
@@ -89,6 +96,9 @@ func foldChronology(h *history, v domain.Viewer) Chronology {
 			entry.SourceFamily = n.person(e.Actor.FamilyMember)
 		}
 		entry.What, entry.Impact, entry.ActionTaken, entry.Period = d.describe(e, p)
+		if u, ok := p.(interface{ Uncertainty() domain.UncertainDate }); ok {
+			uncertain(&entry, e, u.Uncertainty())
+		}
 		c.Entries = append(c.Entries, entry)
 	})
 	slices.SortStableFunc(c.Entries, func(a, b ChronologyEntry) int {
@@ -101,4 +111,24 @@ func foldChronology(h *history, v domain.Viewer) Chronology {
 		}
 	}
 	return c
+}
+
+// uncertain gives an entry the date as precisely as it is known, and the
+// span it happened within, and says so in words.
+func uncertain(entry *ChronologyEntry, e domain.Event, u domain.UncertainDate) {
+	entry.DateCertainty = u.DateCertainty
+	switch u.DateCertainty {
+	case domain.DateMonth:
+		entry.Date = e.OccurredAt.Format("2006-01")
+		entry.What += " (date connue au mois près)"
+	case domain.DateYear:
+		entry.Date = e.OccurredAt.Format("2006")
+		entry.What += " (date connue à l'année près)"
+	case domain.DateApproximate:
+		entry.What += " (date approximative)"
+	}
+	if u.OccurredUntil != nil && entry.Period == nil {
+		entry.Period = &Period{From: e.OccurredAt, Until: u.OccurredUntil}
+		entry.What += fmt.Sprintf(" (entre le %s et le %s)", e.OccurredAt.Format("02/01/2006"), u.OccurredUntil.Format("02/01/2006"))
+	}
 }

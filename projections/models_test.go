@@ -523,3 +523,57 @@ func ExampleCount_MarshalJSON() {
 	_ = enc.Encode([]Count{count(3), count(12)})
 	// Output: ["<5",12]
 }
+
+// Given observations recorded after the fact, one known to the day, one to
+// the month, one to the year and one within a span, the chronology gives
+// each date as precisely as it is known, says so in words, and puts a date
+// known to the month before the days of that month.
+func TestUncertainDatesInTheChronology(t *testing.T) {
+	events := generated(t, 4, 1, 20)[0][:3]
+	at := func(y int, m time.Month, d int) time.Time { return time.Date(y, m, d, 0, 0, 0, 0, time.UTC) }
+	until := at(2024, 6, 30)
+	observations := []struct {
+		when time.Time
+		p    domain.ObservationRecordedPayload
+	}{
+		{at(2024, 3, 10), domain.ObservationRecordedPayload{Summary: "jour connu"}},
+		{at(2024, 3, 1), domain.ObservationRecordedPayload{Summary: "mois connu", UncertainDate: domain.UncertainDate{DateCertainty: domain.DateMonth}}},
+		{at(2023, 1, 1), domain.ObservationRecordedPayload{Summary: "année connue", UncertainDate: domain.UncertainDate{DateCertainty: domain.DateYear}}},
+		{at(2024, 4, 1), domain.ObservationRecordedPayload{Summary: "au printemps", UncertainDate: domain.UncertainDate{DateCertainty: domain.DateApproximate, OccurredUntil: &until}}},
+	}
+	for i, o := range observations {
+		e := events[2]
+		e.ID, e.Sequence, e.Type, e.Category, e.OccurredAt = uuid.New(), uint64(4+i), domain.ObservationRecorded, domain.CategoryDailyLife, o.when
+		e.Actor = events[0].Actor
+		e.Payload, _ = json.Marshal(o.p)
+		events = append(events, e)
+	}
+	m := newModels(nil)
+	for _, e := range events {
+		if err := m.apply(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := m.chronology(context.Background(), events[0].CaseID, domain.Viewer{Role: domain.RoleAuditor}, clock, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range c.Entries {
+		if e.Type == domain.ObservationRecorded {
+			got = append(got, e.Date+" "+string(e.DateCertainty)+" | "+e.What)
+			if e.DateCertainty == domain.DateApproximate && (e.Period == nil || !e.Period.Until.Equal(until)) {
+				t.Errorf("the span is not the entry's period: %+v", e.Period)
+			}
+		}
+	}
+	want := []string{
+		"2023 year | Observation : année connue (date connue à l'année près)",
+		"2024-03 month | Observation : mois connu (date connue au mois près)",
+		"2024-03-10  | Observation : jour connu",
+		"2024-04-01 approximate | Observation : au printemps (date approximative) (entre le 01/04/2024 et le 30/06/2024)",
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("chronology:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

@@ -62,6 +62,8 @@ var kept = map[string]string{
 	"CrisisDeclared.onCall[].hours":             "schedule",
 	"PlacementChanged.hostInstitution":          "institution id (the policy needs it to redact)",
 	"ObservationRecorded.impact":                "enumeration",
+	"ObservationRecorded.dateCertainty":         "enumeration",
+	"PlacementChanged.dateCertainty":            "enumeration",
 	"ConsentGiven.institutions[]":               "institution ids",
 	"ConsentGiven.kinds[]":                      "enumeration",
 	"ConsentGiven.categories[]":                 "enumeration",
@@ -112,6 +114,10 @@ func stringPaths(t reflect.Type, prefix string) []string {
 	var out []string
 	for i := range t.NumField() {
 		f := t.Field(i)
+		if f.Anonymous {
+			out = append(out, stringPaths(f.Type, prefix)...) // its fields are the payload's, in JSON
+			continue
+		}
 		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
 		ft, path := f.Type, prefix+name
 		if ft.Kind() == reflect.Slice {
