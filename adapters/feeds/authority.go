@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
@@ -30,20 +31,31 @@ import (
 //     another account means the replies the server sends them cannot land
 //     in a FEEDS subject, so no partner can write into a feed.
 //   - SYS, the server's system account.
+//
+// The authority also records the public key of every partner user it
+// issues, per institution, and the revocations (see Revoke), which the
+// PARTNERS account JWT carries.
 type Authority struct {
 	path     string
 	operator nkeys.KeyPair
 	feeds    nkeys.KeyPair
 	partners nkeys.KeyPair
 	system   nkeys.KeyPair
+
+	mu          sync.Mutex
+	issued      map[string][]issuedUser // institution -> users issued
+	revocations map[string]int64        // user public key -> revoked up to (Unix seconds)
 }
 
-// authorityFile is the JSON form of the authority's seeds.
+// authorityFile is the JSON form of the authority's seeds, of the users
+// issued and of the revocations.
 type authorityFile struct {
-	Operator string `json:"operator"`
-	Feeds    string `json:"feedsAccount"`
-	Partners string `json:"partnersAccount"`
-	System   string `json:"systemAccount"`
+	Operator    string                  `json:"operator"`
+	Feeds       string                  `json:"feedsAccount"`
+	Partners    string                  `json:"partnersAccount"`
+	System      string                  `json:"systemAccount"`
+	Issued      map[string][]issuedUser `json:"issued,omitempty"`
+	Revocations map[string]int64        `json:"revocations,omitempty"`
 }
 
 // authorityFileName is the file under the feeds directory holding the seeds.
@@ -114,6 +126,7 @@ func parseAuthority(path string, b []byte) (*Authority, error) {
 		}
 		*k.kp = kp
 	}
+	a.issued, a.revocations = f.Issued, f.Revocations
 	return a, nil
 }
 
@@ -145,6 +158,11 @@ func (a *Authority) PartnerCredentials(inst domain.InstitutionID, validFor time.
 	uc.Limits.Subs = 100
 	token, err := uc.Encode(a.partners)
 	if err != nil {
+		return nil, fmt.Errorf("feeds: credentials: %w", err)
+	}
+	// Recorded before they are handed out: credentials the authority does
+	// not know of could not be revoked.
+	if err := a.recordIssued(inst, issuedUser{Key: pub, IssuedAt: uc.IssuedAt, Expires: uc.Expires}); err != nil {
 		return nil, fmt.Errorf("feeds: credentials: %w", err)
 	}
 	seed, _ := user.Seed()
@@ -199,7 +217,6 @@ func (a *Authority) accounts() (*jwt.OperatorClaims, map[string]string, string, 
 	opPub, _ := a.operator.PublicKey()
 	sysPub, _ := a.system.PublicKey()
 	feedsPub, _ := a.feeds.PublicKey()
-	partnersPub, _ := a.partners.PublicKey()
 
 	oc := jwt.NewOperatorClaims(opPub)
 	oc.Name = "maillage-feeds"
@@ -214,16 +231,14 @@ func (a *Authority) accounts() (*jwt.OperatorClaims, map[string]string, string, 
 	feeds := jwt.NewAccountClaims(feedsPub)
 	feeds.Name = "FEEDS"
 	feeds.Limits.JetStreamLimits = jwt.JetStreamLimits{MemoryStorage: -1, DiskStorage: -1, Streams: -1, Consumer: -1, MaxAckPending: -1}
-	partners := jwt.NewAccountClaims(partnersPub)
-	partners.Name = "PARTNERS"
 	for _, e := range feedsExports {
 		rt := jwt.ResponseType(jwt.ResponseTypeSingleton)
 		if e.stream {
 			rt = jwt.ResponseTypeStream
 		}
 		feeds.Exports.Add(&jwt.Export{Subject: jwt.Subject(e.subject), Type: jwt.Service, ResponseType: rt})
-		partners.Imports.Add(&jwt.Import{Subject: jwt.Subject(e.subject), Account: feedsPub, Type: jwt.Service})
 	}
+	partners := a.partnersAccount()
 
 	out := map[string]string{}
 	for _, ac := range []*jwt.AccountClaims{sys, feeds, partners} {
@@ -234,6 +249,24 @@ func (a *Authority) accounts() (*jwt.OperatorClaims, map[string]string, string, 
 		out[ac.Subject] = token
 	}
 	return oc, out, sysPub, nil
+}
+
+// partnersAccount returns the claims of the PARTNERS account, not yet
+// encoded: the imports of the FEEDS services and the revocations.
+func (a *Authority) partnersAccount() *jwt.AccountClaims {
+	feedsPub, _ := a.feeds.PublicKey()
+	partnersPub, _ := a.partners.PublicKey()
+	partners := jwt.NewAccountClaims(partnersPub)
+	partners.Name = "PARTNERS"
+	for _, e := range feedsExports {
+		partners.Imports.Add(&jwt.Import{Subject: jwt.Subject(e.subject), Account: feedsPub, Type: jwt.Service})
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for pub, at := range a.revocations {
+		partners.RevokeAt(pub, time.Unix(at, 0))
+	}
+	return partners
 }
 
 // relayUser returns credentials for the relay: any subject of the FEEDS

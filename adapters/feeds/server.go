@@ -3,6 +3,7 @@ package feeds
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,11 +29,18 @@ import (
 // are on an external cluster that trusts the authority, srv is nil and
 // urls lists the cluster's client URLs.
 type Server struct {
-	srv  *server.Server
-	urls []string
-	auth *Authority
-	nc   *nats.Conn
-	log  *slog.Logger
+	srv      *server.Server
+	urls     []string
+	auth     *Authority
+	nc       *nats.Conn
+	log      *slog.Logger
+	resolver *server.MemAccResolver
+
+	// The watch of authority.json (embedded server only): see
+	// watchAuthority.
+	stopWatch chan struct{}
+	watchDone chan struct{}
+	partners  []byte // the PARTNERS account's claims last applied, as JSON
 
 	closeOnce sync.Once
 }
@@ -44,7 +52,12 @@ type serverConfig struct {
 	listen string
 	tls    *tls.Config
 	log    *slog.Logger
+	poll   time.Duration
 }
+
+// DefaultAuthorityPoll is how often the embedded feed server reads
+// authority.json again, for revocations made by another process.
+const DefaultAuthorityPoll = 2 * time.Second
 
 // WithPartnerListen makes the server accept partner connections on addr
 // (host:port; port 0 picks a free one). Without it the server listens to no
@@ -87,12 +100,28 @@ func WithServerLogger(l *slog.Logger) ServerOption {
 	}
 }
 
+// WithAuthorityPoll sets how often the embedded server checks
+// authority.json for revocations made by another process (maillage partner
+// revoke), default DefaultAuthorityPoll. It does not apply to
+// ConnectCluster.
+func WithAuthorityPoll(d time.Duration) ServerOption {
+	return func(c *serverConfig) error {
+		if d < time.Millisecond {
+			return fmt.Errorf("feeds: WithAuthorityPoll: %s, want at least 1ms", d)
+		}
+		c.poll = d
+		return nil
+	}
+}
+
 // StartServer starts the feed server with its files under dir: the
 // authority's keys (authority.json, created on first start) and JetStream
 // storage (jetstream/), with an fsync on every write, since what the feeds
-// hold is the record of what each partner was sent. Close it when done.
+// hold is the record of what each partner was sent. It watches
+// authority.json and applies the revocations written there by another
+// process (Authority.Revoke) while running. Close it when done.
 func StartServer(ctx context.Context, dir string, opts ...ServerOption) (*Server, error) {
-	cfg := serverConfig{log: slog.Default()}
+	cfg := serverConfig{log: slog.Default(), poll: DefaultAuthorityPoll}
 	for _, o := range opts {
 		if err := o(&cfg); err != nil {
 			return nil, err
@@ -104,6 +133,10 @@ func StartServer(ctx context.Context, dir string, opts ...ServerOption) (*Server
 	auth, err := OpenAuthority(dir)
 	if err != nil {
 		return nil, err
+	}
+	partners, err := json.Marshal(auth.partnersAccount())
+	if err != nil {
+		return nil, fmt.Errorf("feeds: accounts: %w", err)
 	}
 	operator, accounts, sysPub, err := auth.accounts()
 	if err != nil {
@@ -150,7 +183,7 @@ func StartServer(ctx context.Context, dir string, opts ...ServerOption) (*Server
 	}
 	srv.SetLoggerV2(&serverLogger{log: cfg.log.With("component", "nats-feeds")}, false, false, false)
 	srv.Start()
-	s := &Server{srv: srv, auth: auth, log: cfg.log}
+	s := &Server{srv: srv, auth: auth, log: cfg.log, resolver: resolver, partners: partners}
 	if !srv.ReadyForConnections(30 * time.Second) {
 		s.Close()
 		return nil, fmt.Errorf("feeds: server in %s not ready after 30s", dir)
@@ -170,6 +203,8 @@ func StartServer(ctx context.Context, dir string, opts ...ServerOption) (*Server
 		s.Close()
 		return nil, err
 	}
+	s.stopWatch, s.watchDone = make(chan struct{}), make(chan struct{})
+	go s.watchAuthority(cfg.poll)
 	return s, nil
 }
 
@@ -204,6 +239,10 @@ func (s *Server) NATS() *server.Server { return s.srv }
 // if there is one.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
+		if s.stopWatch != nil {
+			close(s.stopWatch)
+			<-s.watchDone
+		}
 		if s.nc != nil {
 			s.nc.Close()
 		}

@@ -29,6 +29,7 @@ Usage:
   maillage audit verify|replay|export   check hash chains and signed heads; a case as of a date; export (docs/audit.md)
   maillage case erase <case> --reason   destroy a case's personal data (docs/personal-data.md)
   maillage partner credentials <inst>   issue the NATS credentials of an institution's partner feed (docs/feeds.md)
+  maillage partner revoke <inst>        revoke every credentials issued to an institution until now
   maillage partner cluster-config       the nats-server stanza a NATS cluster needs to carry the feeds (--feeds-nats)
   maillage feed tail --creds FILE       read a partner feed as it arrives and verify its hash chains
 

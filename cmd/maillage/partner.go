@@ -35,11 +35,28 @@ issue. Copy <data>/feeds/authority.json to every maillage replica.
 Flags:
 `
 
-// runPartner issues partner credentials, or prints the configuration of the
-// feeds' NATS cluster.
+const revokeUsage = `Usage: maillage partner revoke <institution> [flags]
+
+Revokes every credentials of an institution's partner feed issued until now
+(a leaked or compromised partner system): the revocation is written to
+<data>/feeds/authority.json, offline. A running maillage server with its
+embedded feed server applies it within seconds and closes the connections
+of the revoked credentials; a server started later refuses them. Nodes of a
+NATS cluster (--feeds-nats) need the new "maillage partner cluster-config"
+stanza and a reload. Issue new credentials afterwards with "maillage
+partner credentials".
+
+Flags:
+`
+
+// runPartner issues or revokes partner credentials, or prints the
+// configuration of the feeds' NATS cluster.
 func runPartner(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "cluster-config" {
 		return runPartnerClusterConfig(ctx, args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "revoke" {
+		return runPartnerRevoke(ctx, args[1:], stdout, stderr)
 	}
 	fs := flag.NewFlagSet("maillage partner credentials", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -49,7 +66,7 @@ func runPartner(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	out := fs.String("out", "", "write the credentials to this file (mode 0600) rather than to the standard output")
 	if len(args) == 0 || args[0] != "credentials" {
 		fs.Usage()
-		return errors.New(`partner : préciser la commande, par exemple « maillage partner credentials mecs-les-tilleuls » ou « maillage partner cluster-config »`)
+		return errors.New(`partner : préciser la commande, par exemple « maillage partner credentials mecs-les-tilleuls », « maillage partner revoke mecs-les-tilleuls » ou « maillage partner cluster-config »`)
 	}
 	args = args[1:]
 	if len(args) == 0 || args[0] == "" || args[0][0] == '-' {
@@ -126,5 +143,59 @@ func runPartnerClusterConfig(_ context.Context, args []string, stdout, stderr io
 	fmt.Fprintf(stderr, "Configuration à ajouter à chaque nœud du cluster NATS des flux partenaires (avec JetStream et les routes du cluster).\n"+
 		"Elle fait confiance aux clés de %s : copiez ce fichier sur chaque réplique de maillage, puis lancez maillage serve --feeds-nats nats://a:4222,nats://b:4222,nats://c:4222\n",
 		filepath.Join(dir, "authority.json"))
+	return nil
+}
+
+// runPartnerRevoke revokes the credentials issued to an institution until
+// now.
+func runPartnerRevoke(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("maillage partner revoke", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, revokeUsage); fs.PrintDefaults() }
+	data := fs.String("data", env("MAILLAGE_DATA", "data"), "data directory (env MAILLAGE_DATA)")
+	if len(args) == 0 || args[0] == "" || args[0][0] == '-' {
+		fs.Usage()
+		return errors.New("partner revoke : préciser l'identifiant de l'institution, par exemple mecs-les-tilleuls")
+	}
+	inst := domain.InstitutionID(args[0])
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("partner revoke : argument inattendu %q", fs.Arg(0))
+	}
+	// No check against the directory: an institution removed from it must
+	// still lose its access.
+	dir := filepath.Join(*data, "feeds")
+	if _, err := os.Stat(filepath.Join(dir, "authority.json")); err != nil {
+		return fmt.Errorf("partner revoke : pas de clés des flux partenaires sous %s (aucun identifiant n'a été délivré) : %w", dir, err)
+	}
+	auth, err := feeds.OpenAuthority(dir)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	n, err := auth.Revoke(inst, now)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		fmt.Fprintf(stdout, "Aucun identifiant du flux partenaire de %s à révoquer : aucun n'est en cours de validité (déjà révoqués ou expirés).\n", inst)
+		return nil
+	}
+	plural := ""
+	if n > 1 {
+		plural = "s"
+	}
+	fmt.Fprintf(stdout, "%d identifiant%s du flux partenaire de %s révoqué%s (délivrés jusqu'au %s).\n"+
+		"Un serveur maillage en marche avec son serveur de flux intégré l'applique en quelques secondes et ferme leurs connexions ; un serveur démarré ensuite les refuse.\n",
+		n, plural, inst, plural, now.Format("02/01/2006 15:04:05"))
+	clusterNote := "chaque nœud du cluster NATS doit recevoir la nouvelle configuration de « maillage partner cluster-config --data " + *data + " » puis être rechargé (nats-server --signal reload) : jusque-là, il accepte encore ces identifiants."
+	if urls := os.Getenv("MAILLAGE_FEEDS_NATS"); urls != "" {
+		fmt.Fprintf(stdout, "Les flux sont sur un cluster NATS (MAILLAGE_FEEDS_NATS) : %s\n", clusterNote)
+	} else {
+		fmt.Fprintf(stdout, "Si les flux sont sur un cluster NATS (serve --feeds-nats) : %s\n", clusterNote)
+	}
+	fmt.Fprintf(stdout, "Nouveaux identifiants : maillage partner credentials %s --data %s\n", inst, *data)
 	return nil
 }
