@@ -109,19 +109,51 @@ func (c *natsCluster) start(i int) {
 		if err != nil {
 			c.t.Fatalf("node %d: %v", i, err)
 		}
+		log := &nodeLog{}
+		s.SetLoggerV2(log, false, false, false)
 		go s.Start()
 		if s.ReadyForConnections(20 * time.Second) {
 			c.nodes[i] = s
 			return
 		}
+		why := fmt.Sprintf("client listener %v, route listener %v, running %v; warnings and errors: %s",
+			s.Addr(), s.ClusterAddr(), s.Running(), log.String())
 		s.Shutdown()
 		s.WaitForShutdown()
 		if attempt == 3 {
-			c.t.Fatalf("node %d not ready for connections after %d attempts", i, attempt)
+			c.t.Fatalf("node %d not ready for connections after %d attempts: %s", i, attempt, why)
 		}
-		c.t.Logf("node %d not ready for connections: starting it again", i)
+		c.t.Logf("node %d not ready for connections: starting it again (%s)", i, why)
 	}
 }
+
+// nodeLog keeps a test node's warnings and errors, to say why it did not
+// start.
+type nodeLog struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *nodeLog) add(level, format string, v []any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.lines) < 20 {
+		l.lines = append(l.lines, level+" "+fmt.Sprintf(format, v...))
+	}
+}
+
+func (l *nodeLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.lines, " | ")
+}
+
+func (l *nodeLog) Noticef(string, ...any)         {}
+func (l *nodeLog) Debugf(string, ...any)          {}
+func (l *nodeLog) Tracef(string, ...any)          {}
+func (l *nodeLog) Warnf(format string, v ...any)  { l.add("WRN", format, v) }
+func (l *nodeLog) Errorf(format string, v ...any) { l.add("ERR", format, v) }
+func (l *nodeLog) Fatalf(format string, v ...any) { l.add("FTL", format, v) }
 
 // stop shuts node i down cleanly.
 func (c *natsCluster) stop(i int) {
