@@ -270,8 +270,10 @@ func (a *Authority) partnersAccount() *jwt.AccountClaims {
 }
 
 // relayUser returns credentials for the relay: any subject of the FEEDS
-// account, in-process connections only.
-func (a *Authority) relayUser() (string, []byte, error) {
+// account, over connections of one type (in-process for the embedded
+// server, standard TCP for a cluster). They are made at start and never
+// written down.
+func (a *Authority) relayUser(connectionType string) (string, []byte, error) {
 	user, err := nkeys.CreateUser()
 	if err != nil {
 		return "", nil, err
@@ -279,7 +281,7 @@ func (a *Authority) relayUser() (string, []byte, error) {
 	pub, _ := user.PublicKey()
 	uc := jwt.NewUserClaims(pub)
 	uc.Name = "relay"
-	uc.AllowedConnectionTypes = jwt.StringList{jwt.ConnectionTypeInProcess}
+	uc.AllowedConnectionTypes = jwt.StringList{connectionType}
 	token, err := uc.Encode(a.feeds)
 	if err != nil {
 		return "", nil, err

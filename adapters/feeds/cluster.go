@@ -12,7 +12,6 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nkeys"
 )
 
 // ConnectCluster runs the feeds on an external NATS cluster instead of an
@@ -46,7 +45,7 @@ func ConnectCluster(ctx context.Context, dir, urls string, opts ...ServerOption)
 	if err != nil {
 		return nil, err
 	}
-	token, seed, err := auth.clusterRelayUser()
+	token, seed, err := auth.relayUser(jwt.ConnectionTypeStandard)
 	if err != nil {
 		return nil, fmt.Errorf("feeds: relay user: %w", err)
 	}
@@ -85,26 +84,6 @@ func ConnectCluster(ctx context.Context, dir, urls string, opts ...ServerOption)
 		return nil, err
 	}
 	return s, nil
-}
-
-// clusterRelayUser returns credentials for the relay on a cluster: any
-// subject of the FEEDS account, over a standard (TCP) connection. Like the
-// in-process relay user, they are made at start and never written down.
-func (a *Authority) clusterRelayUser() (string, []byte, error) {
-	user, err := nkeys.CreateUser()
-	if err != nil {
-		return "", nil, err
-	}
-	pub, _ := user.PublicKey()
-	uc := jwt.NewUserClaims(pub)
-	uc.Name = "relay"
-	uc.AllowedConnectionTypes = jwt.StringList{jwt.ConnectionTypeStandard}
-	token, err := uc.Encode(a.feeds)
-	if err != nil {
-		return "", nil, err
-	}
-	seed, _ := user.Seed()
-	return token, seed, nil
 }
 
 // ServerConfig renders the nats-server configuration a cluster node needs to

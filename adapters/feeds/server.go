@@ -188,7 +188,7 @@ func StartServer(ctx context.Context, dir string, opts ...ServerOption) (*Server
 		s.Close()
 		return nil, fmt.Errorf("feeds: server in %s not ready after 30s", dir)
 	}
-	token, seed, err := auth.relayUser()
+	token, seed, err := auth.relayUser(jwt.ConnectionTypeInProcess)
 	if err != nil {
 		s.Close()
 		return nil, fmt.Errorf("feeds: relay user: %w", err)
