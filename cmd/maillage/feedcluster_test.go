@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,32 +22,17 @@ import (
 	"github.com/maillage/maillage/domain/cases"
 )
 
-// startFeedsCluster starts n nats-server nodes as startNATSCluster does
-// (TCP proxies in front of every client and route port), each configured
-// with the stanza of Authority.ServerConfig, read as a node would read it
-// from its configuration file: they trust the feeds' authority.
+// startFeedsCluster starts n nats-server nodes as startNATSCluster does,
+// each configured with the stanza of Authority.ServerConfig, read as a node
+// would read it from its configuration file: they trust the feeds'
+// authority.
 func startFeedsCluster(t *testing.T, n int, stanza string) *natsCluster {
 	t.Helper()
-	c := &natsCluster{t: t, nodes: make([]*natsserver.Server, n)}
-	t.Cleanup(c.shutdown)
-	ports := freePorts(t, 2*n+1)
-	nowhere := fmt.Sprintf("127.0.0.1:%d", ports[2*n])
-	for i := range n {
-		c.clients = append(c.clients, newProxy(t, fmt.Sprintf("127.0.0.1:%d", ports[2*i])))
-		c.routes = append(c.routes, make([]*proxy, n))
-	}
 	conf := filepath.Join(t.TempDir(), "feeds.conf")
 	if err := os.WriteFile(conf, []byte(stanza), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	for i := range n {
-		var routes []*url.URL
-		for j := range n {
-			if j != i {
-				c.routes[i][j] = newProxy(t, fmt.Sprintf("127.0.0.1:%d", ports[2*j+1]))
-				routes = append(routes, &url.URL{Scheme: "nats", Host: c.routes[i][j].addr()})
-			}
-		}
+	return startNATSClusterWith(t, n, func() *natsserver.Options {
 		o, err := natsserver.ProcessConfigFile(conf)
 		if err != nil {
 			t.Fatalf("the stanza of partner cluster-config: %v", err)
@@ -56,19 +40,8 @@ func startFeedsCluster(t *testing.T, n int, stanza string) *natsCluster {
 		if len(o.TrustedOperators) != 1 || o.SystemAccount == "" || o.AccountResolver == nil {
 			t.Fatalf("the stanza of partner cluster-config: operators %d, system account %q, resolver %T", len(o.TrustedOperators), o.SystemAccount, o.AccountResolver)
 		}
-		o.ServerName = fmt.Sprintf("nats-%d", i)
-		o.Host, o.Port, o.ClientAdvertise = "127.0.0.1", ports[2*i], c.clients[i].addr()
-		o.JetStream, o.StoreDir = true, t.TempDir()
-		o.Cluster = natsserver.ClusterOpts{Name: "maillage-feeds-test", Host: "127.0.0.1", Port: ports[2*i+1], Advertise: nowhere}
-		o.Routes = routes
-		o.NoSigs, o.NoLog = true, true
-		c.opts = append(c.opts, o)
-	}
-	for i := range n {
-		c.start(i)
-	}
-	c.waitCurrent()
-	return c
+		return o
+	})
 }
 
 // TestFeedsOnANATSCluster runs maillage serve (embedded event store) with

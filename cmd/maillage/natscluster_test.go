@@ -36,6 +36,14 @@ type natsCluster struct {
 // down when the test ends.
 func startNATSCluster(t *testing.T, n int) *natsCluster {
 	t.Helper()
+	return startNATSClusterWith(t, n, func() *natsserver.Options { return &natsserver.Options{} })
+}
+
+// startNATSClusterWith starts n nodes as startNATSCluster does, each from
+// the options base returns (a configuration file's, say), completed with
+// its name, ports, storage and routes.
+func startNATSClusterWith(t *testing.T, n int, base func() *natsserver.Options) *natsCluster {
+	t.Helper()
 	c := &natsCluster{t: t, nodes: make([]*natsserver.Server, n)}
 	t.Cleanup(c.shutdown)
 	ports := freePorts(t, 2*n+1) // client and route port of each node, and one where nothing listens
@@ -52,19 +60,14 @@ func startNATSCluster(t *testing.T, n int) *natsCluster {
 				routes = append(routes, &url.URL{Scheme: "nats", Host: c.routes[i][j].addr()})
 			}
 		}
-		c.opts = append(c.opts, &natsserver.Options{
-			ServerName:      fmt.Sprintf("nats-%d", i),
-			Host:            "127.0.0.1",
-			Port:            ports[2*i],
-			ClientAdvertise: c.clients[i].addr(),
-			JetStream:       true,
-			StoreDir:        t.TempDir(),
-			Cluster: natsserver.ClusterOpts{Name: "maillage-test", Host: "127.0.0.1", Port: ports[2*i+1],
-				Advertise: nowhere},
-			Routes: routes,
-			NoSigs: true,
-			NoLog:  true,
-		})
+		o := base()
+		o.ServerName = fmt.Sprintf("nats-%d", i)
+		o.Host, o.Port, o.ClientAdvertise = "127.0.0.1", ports[2*i], c.clients[i].addr()
+		o.JetStream, o.StoreDir = true, t.TempDir()
+		o.Cluster = natsserver.ClusterOpts{Name: "maillage-test", Host: "127.0.0.1", Port: ports[2*i+1], Advertise: nowhere}
+		o.Routes = routes
+		o.NoSigs, o.NoLog = true, true
+		c.opts = append(c.opts, o)
 	}
 	for i := range n {
 		c.start(i)
