@@ -26,7 +26,8 @@ const caseUsage = `Usage:
       verifies, nothing more can be recorded on the case, and the partner
       feeds keep only an erase notice of it. Through a
       running server's API with --server (an auditor's or admin's token), or
-      on the store directly (--data DIR | --nats URL, --by NAME), acting as
+      on the store directly (--data DIR | --nats URL, --by NAME, and
+      --feeds-nats URLS when the feeds are on a NATS cluster), acting as
       an admin. See docs/personal-data.md.
 `
 
@@ -46,6 +47,7 @@ func runCase(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	server := fs.String("server", env("MAILLAGE_SERVER", ""), "base URL of a running server, e.g. http://localhost:8080: erase through its API (env MAILLAGE_SERVER)")
 	token := fs.String("token", env("MAILLAGE_TOKEN", ""), "with --server: an auditor's or admin's bearer token (env MAILLAGE_TOKEN)")
 	by := fs.String("by", "", "without --server: your name, recorded with the erasure")
+	feedsNATS := fs.String("feeds-nats", env("MAILLAGE_FEEDS_NATS", ""), "without --server: the NATS cluster holding the partner feeds (serve --feeds-nats), cleared too (env MAILLAGE_FEEDS_NATS)")
 	// The case id comes first: "case erase <id> --reason ...".
 	rest := args[1:]
 	var caseArg string
@@ -75,9 +77,9 @@ func runCase(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	defer env.Close()
 	feedsNote := "flux partenaires : aucun dans " + filepath.Join(sf.data, "feeds") +
-		" (si les flux sont sur un cluster NATS, --feeds-nats : refaites l'effacement par le serveur en marche, --server, pour les vider)"
+		" (si les flux sont sur un cluster NATS : refaites l'effacement avec --feeds-nats, ou par le serveur en marche, --server, pour les vider)"
 	clearFeeds := cases.WithOnErase(func(ctx context.Context, id domain.CaseID) error {
-		n, cleared, err := eraseFromLocalFeeds(ctx, sf, env.events, id)
+		n, cleared, err := eraseFromFeeds(ctx, sf, *feedsNATS, env.events, id)
 		if cleared {
 			feedsNote = fmt.Sprintf("flux partenaires : dossier retiré de %d flux (avis d'effacement envoyé)", n)
 		}
@@ -107,11 +109,27 @@ func runCase(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	return nil
 }
 
-// eraseFromLocalFeeds removes an erased case from the partner feeds kept in
-// the data directory (<data>/feeds), which only a stopped server leaves
-// free; cleared is false when there are none there.
-func eraseFromLocalFeeds(ctx context.Context, sf storeFlags, events domain.EventStore, id domain.CaseID) (n int, cleared bool, err error) {
+// eraseFromFeeds removes an erased case from the partner feeds: on the NATS
+// cluster holding them (feedsNATS, with the authority of <data>/feeds), or
+// kept in the data directory (<data>/feeds), which only a stopped server
+// leaves free; cleared is false when there are none there.
+func eraseFromFeeds(ctx context.Context, sf storeFlags, feedsNATS string, events domain.EventStore, id domain.CaseID) (n int, cleared bool, err error) {
 	dir := filepath.Join(sf.data, "feeds")
+	if feedsNATS != "" {
+		evs, err := events.ReadCase(ctx, id, 0)
+		if err != nil || len(evs) == 0 {
+			return 0, false, err
+		}
+		srv, err := feeds.ConnectCluster(ctx, dir, feedsNATS, feeds.WithServerLogger(slog.New(slog.DiscardHandler)))
+		if err != nil {
+			return 0, false, fmt.Errorf("flux partenaires sur le cluster NATS : %w", err)
+		}
+		defer srv.Close()
+		if n, err = feeds.EraseCase(ctx, srv.Conn(), evs[len(evs)-1]); err != nil {
+			return n, false, fmt.Errorf("flux partenaires (refaites l'effacement pour finir) : %w", err)
+		}
+		return n, true, nil
+	}
 	if sf.nats != "" {
 		// The feeds belong to a server that may be running: only it may
 		// clear them (maillage case erase --server), or erase again once it

@@ -238,3 +238,84 @@ func TestFeedsNATSFlags(t *testing.T) {
 		}
 	}
 }
+
+// Given feeds on a NATS cluster and a stopped server, when an admin erases a
+// case from the command line with --feeds-nats, then the cluster's feeds
+// hold nothing of the case but its erase notice.
+func TestCaseEraseClearsTheFeedsOnANATSCluster(t *testing.T) {
+	ctx := t.Context()
+	data := t.TempDir()
+	var stanza strings.Builder
+	if err := run(ctx, []string{"partner", "cluster-config", "--data", data}, &stanza, &strings.Builder{}); err != nil {
+		t.Fatal(err)
+	}
+	cluster := startFeedsCluster(t, 3, stanza.String())
+	m := NewMain(io.Discard, io.Discard)
+	if err := m.ParseFlags([]string{"--data", data, "--addr", "127.0.0.1:0", "--feeds-nats", cluster.URLs()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	id := uuid.New()
+	const secret = "Emma-Lou a raconté sa semaine"
+	var retries atomic.Int64
+	var last cases.Result
+	for _, req := range []cases.Request{openCase(id), command(id, aseActor, "obs", &domain.ObservationRecordedPayload{Summary: secret})} {
+		var err error
+		if last, err = recordRetrying(ctx, m.cases, req, &retries); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := m.relay.WaitFor(wctx, last.Position); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	out, err := runCLI(t, "case", "erase", id.String(), "--data", data, "--feeds-nats", cluster.URLs(), "--reason", "fin de la durée de conservation")
+	if err != nil || !strings.Contains(out, "retiré de 1 flux") {
+		t.Fatalf("case erase: %v\n%s", err, out)
+	}
+	srv, err := feeds.ConnectCluster(ctx, filepath.Join(data, "feeds"), cluster.URLs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	js, err := njs.New(srv.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := js.Stream(ctx, feeds.StreamName(aseActor.Institution))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []feeds.Kind
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		msg, err := stream.GetMsg(ctx, seq)
+		if errors.Is(err, njs.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(msg.Data), "Emma-Lou") {
+			t.Fatalf("message %d still holds the observation", seq)
+		}
+		fm, err := feeds.ParseMessage(msg.Header, msg.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kinds = append(kinds, fm.Kind)
+	}
+	if len(kinds) != 1 || kinds[0] != feeds.KindErase {
+		t.Fatalf("the coordinator's feed on the cluster holds %v, want one erase notice", kinds)
+	}
+}
