@@ -184,7 +184,7 @@ func TestFeedsOnANATSCluster(t *testing.T) {
 	t.Logf("new leader of %s: %s; %d commands recorded before the loss, %d after", feed, feedLeader(t, relayJS, feed, leader), before, l.acks.Load()-before)
 
 	l.finish()
-	checkFeedHasNoGap(t, m, aseActor.Institution, readAll(t, m.events))
+	checkFeedHasNoGap(t, m, aseActor.Institution, func() []domain.Event { return readAll(t, m.events) })
 }
 
 // feedLeader waits for the stream to have a leader other than not and

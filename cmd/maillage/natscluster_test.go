@@ -1,8 +1,10 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/url"
 	"strings"
@@ -76,17 +78,26 @@ func startNATSClusterWith(t *testing.T, n int, base func() *natsserver.Options) 
 	return c
 }
 
-// freePorts returns n ports of 127.0.0.1 that were free when asked.
+// freePorts returns n ports of 127.0.0.1 that were free when asked, taken
+// below the kernel's ephemeral range (32768 and up on Linux): the test
+// process dials and redials these ports while nodes are down, and a port in
+// that range can meanwhile become the local port of one of its outgoing
+// connections (or a dial connect to itself), so that a node could not
+// listen on it again ("address already in use" on a restart, seen).
 func freePorts(t *testing.T, n int) []int {
 	t.Helper()
 	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	for attempts := 0; len(ports) < n; attempts++ {
+		if attempts > 1000 {
+			t.Fatalf("no %d free ports found below 32768", n)
+		}
+		port := 20000 + rand.IntN(12000)
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
-			t.Fatal(err)
+			continue // taken: another
 		}
 		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+		ports = append(ports, port)
 	}
 	return ports
 }
@@ -255,6 +266,14 @@ func (p *proxy) serve() {
 
 func (p *proxy) forward(in net.Conn) {
 	out, err := net.Dial("tcp", p.target)
+	if err == nil && out.LocalAddr().String() == out.RemoteAddr().String() {
+		// While the node is down, a dial to its port from an ephemeral port
+		// that happens to be the same connects the socket to itself (TCP
+		// simultaneous open) and holds the port: the node could not listen
+		// on it again. Seen as "address already in use" on a restart.
+		out.Close()
+		err = errors.New("connected to itself")
+	}
 	if err != nil {
 		in.Close() // the node is down: as a refused connection
 		return
