@@ -35,6 +35,12 @@ func (r *Relay) Erase(ctx context.Context, id domain.CaseID) error {
 		return fmt.Errorf("feeds: erase: the relay has not yet relayed the case's last event; erase again once it has: %w", err)
 	}
 	r.forget(id)
+	if kv, err := r.js.KeyValue(ctx, BoundaryBucket); err == nil {
+		// Nothing is relayed on an erased case any more.
+		if err := kv.Delete(ctx, id.String()); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			r.log.Warn("feed relay: forgetting an erased case's boundary", "err", err)
+		}
+	}
 	n, err := EraseCase(ctx, r.nc, last)
 	r.metrics.erased.Add(float64(n))
 	return err

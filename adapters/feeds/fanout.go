@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -24,16 +25,29 @@ type run struct {
 	r      *Relay
 	ctx    context.Context
 	start  domain.Position
-	shards []chan domain.Event
+	shards []chan job
 	caches []*caseCache
 	track  tracker
+	// boundaries is where each case's next consent or order boundary is
+	// kept (BoundaryBucket), due is the cases sent to their shard for one
+	// and not yet evaluated.
+	boundaries jetstream.KeyValue
+	dueMu      sync.Mutex
+	due        map[domain.CaseID]bool
+}
+
+// job is a shard's work: an event to relay, or a case to evaluate again
+// because one of its consents or orders started or ended (boundary).
+type job struct {
+	event    domain.Event
+	boundary domain.CaseID
 }
 
 func newRun(ctx context.Context, r *Relay, start domain.Position) *run {
-	run := &run{r: r, ctx: ctx, start: start, track: tracker{finished: map[domain.Position]bool{}}}
+	run := &run{r: r, ctx: ctx, start: start, track: tracker{finished: map[domain.Position]bool{}}, due: map[domain.CaseID]bool{}}
 	per := max(1, r.cfg.cacheSize/r.cfg.shards)
 	for range r.cfg.shards {
-		run.shards = append(run.shards, make(chan domain.Event, 256))
+		run.shards = append(run.shards, make(chan job, 256))
 		run.caches = append(run.caches, newCaseCache(per))
 	}
 	return run
@@ -42,21 +56,31 @@ func newRun(ctx context.Context, r *Relay, start domain.Position) *run {
 // dispatch hands an event to its case's shard (Follow's handler).
 func (run *run) dispatch(e domain.Event) error {
 	run.track.add(e.Position)
-	i := maphash.Bytes(run.r.seed, e.CaseID[:]) % uint64(len(run.shards))
 	select {
-	case run.shards[i] <- e:
+	case run.shards[run.shardOf(e.CaseID)] <- job{event: e}:
 		return nil
 	case <-run.ctx.Done():
 		return context.Cause(run.ctx)
 	}
 }
 
+func (run *run) shardOf(id domain.CaseID) int {
+	return int(maphash.Bytes(run.r.seed, id[:]) % uint64(len(run.shards)))
+}
+
 // work relays the events of one shard, in order.
 func (run *run) work(ctx context.Context, shard int) error {
-	for e := range run.shards[shard] {
+	for j := range run.shards[shard] {
 		if ctx.Err() != nil {
 			return nil
 		}
+		if j.boundary != (domain.CaseID{}) {
+			if err := run.relayBoundary(ctx, run.caches[shard], j.boundary); err != nil {
+				return fmt.Errorf("a case's consent or order boundary: %w", err)
+			}
+			continue
+		}
+		e := j.event
 		if err := run.relayEvent(ctx, run.caches[shard], e); err != nil {
 			// Logs name the position, never the case (docs/operations.md).
 			return fmt.Errorf("event at position %d: %w", e.Position, err)
@@ -79,6 +103,9 @@ type caseEntry struct {
 	events    []domain.Event
 	holdings  map[domain.InstitutionID]*holding
 	evaluated time.Time
+	// boundary is the next consent or order boundary kept for the case in
+	// BoundaryBucket, as far as this entry knows (zero: none or unknown).
+	boundary time.Time
 }
 
 // relayEvent publishes event e to every member of its case.
@@ -91,7 +118,55 @@ func (run *run) relayEvent(ctx context.Context, cache *caseCache, e domain.Event
 	ent.events = append(ent.events, e)
 	now := run.r.cfg.now()
 	reevaluate := changesAccess(e) || ent.evaluated.IsZero() || boundaryPassed(ent.state, ent.evaluated, now)
+	if err := run.relayMembers(ctx, ent, e, now, reevaluate); err != nil {
+		return err
+	}
+	return run.keepBoundary(ctx, ent, now, false)
+}
 
+// relayBoundary evaluates a case again for every member once one of its
+// consents or orders started or ended, with no event to relay: what a
+// member may see changed with time alone (a consent ran out: the partner
+// must not keep the health events it covered).
+func (run *run) relayBoundary(ctx context.Context, cache *caseCache, id domain.CaseID) error {
+	defer func() {
+		run.dueMu.Lock()
+		delete(run.due, id)
+		run.dueMu.Unlock()
+	}()
+	ent := cache.get(id)
+	if ent == nil {
+		events, err := run.r.store.ReadCase(ctx, id, 0)
+		if err != nil {
+			return fmt.Errorf("read case: %w", err)
+		}
+		if len(events) == 0 {
+			if err := run.boundaries.Delete(ctx, id.String()); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+				return fmt.Errorf("boundary bucket: %w", err)
+			}
+			return nil
+		}
+		ent = &caseEntry{id: id, state: domain.NewState(id), holdings: map[domain.InstitutionID]*holding{}}
+		for _, ev := range events {
+			ent.state.Apply(ev)
+			ent.events = append(ent.events, ev)
+		}
+		cache.put(ent)
+	}
+	if len(ent.events) == 0 {
+		return nil
+	}
+	now := run.r.cfg.now()
+	if err := run.relayMembers(ctx, ent, ent.events[len(ent.events)-1], now, true); err != nil {
+		return err
+	}
+	return run.keepBoundary(ctx, ent, now, true)
+}
+
+// relayMembers publishes to every member of ent what event e (the case's
+// last, as far as ent goes) makes due, evaluating the policy again for
+// everything it holds when reevaluate.
+func (run *run) relayMembers(ctx context.Context, ent *caseEntry, e domain.Event, now time.Time, reevaluate bool) error {
 	members := make([]*domain.Member, 0, len(ent.state.Members))
 	for _, m := range ent.state.Members {
 		members = append(members, m)
@@ -561,5 +636,98 @@ func (c *caseCache) remove(id domain.CaseID) {
 	if el, ok := c.entries[id]; ok {
 		c.order.Remove(el)
 		delete(c.entries, id)
+	}
+}
+
+// nextBoundary returns the first start or end of a consent or an order of
+// the case after now (zero when none).
+func nextBoundary(s *domain.State, now time.Time) time.Time {
+	var next time.Time
+	consider := func(t time.Time) {
+		if t.After(now) && (next.IsZero() || t.Before(next)) {
+			next = t
+		}
+	}
+	for _, c := range s.Consents {
+		consider(c.From)
+		consider(c.Until)
+	}
+	for _, r := range s.Restrictions {
+		consider(r.From)
+		consider(r.Until)
+	}
+	return next
+}
+
+// keepBoundary records the case's next boundary in BoundaryBucket when it
+// changed (or always, with passed: the recorded one has passed), so that
+// the relay evaluates the case again then, even if nothing else is
+// recorded on it, and even after a restart.
+func (run *run) keepBoundary(ctx context.Context, ent *caseEntry, now time.Time, passed bool) error {
+	next := nextBoundary(ent.state, now)
+	if next.Equal(ent.boundary) && !passed {
+		return nil
+	}
+	var err error
+	if next.IsZero() {
+		err = run.boundaries.Delete(ctx, ent.id.String())
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			err = nil
+		}
+	} else {
+		_, err = run.boundaries.Put(ctx, ent.id.String(), []byte(next.UTC().Format(time.RFC3339Nano)))
+	}
+	if err != nil {
+		return fmt.Errorf("boundary bucket: %w", err)
+	}
+	ent.boundary = next
+	return nil
+}
+
+// sweepBoundaries sends to their shard, every cfg.boundaryEvery until ctx
+// ends, the cases whose recorded boundary has passed.
+func (run *run) sweepBoundaries(ctx context.Context) {
+	tick := time.NewTicker(run.r.cfg.boundaryEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		keys, err := run.boundaries.ListKeys(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				run.r.log.Warn("feed relay: listing the consent and order boundaries", "err", err)
+			}
+			continue
+		}
+		now := run.r.cfg.now()
+		for key := range keys.Keys() {
+			id, err := uuid.Parse(key)
+			if err != nil {
+				continue
+			}
+			entry, err := run.boundaries.Get(ctx, key)
+			if err != nil {
+				continue // deleted meanwhile
+			}
+			at, err := time.Parse(time.RFC3339Nano, string(entry.Value()))
+			if err != nil || at.After(now) {
+				continue
+			}
+			run.dueMu.Lock()
+			already := run.due[id]
+			run.due[id] = true
+			run.dueMu.Unlock()
+			if already {
+				continue
+			}
+			select {
+			case run.shards[run.shardOf(id)] <- job{boundary: id}:
+			case <-ctx.Done():
+				return
+			}
+		}
 	}
 }

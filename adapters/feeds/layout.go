@@ -27,6 +27,10 @@ const (
 	// CheckpointBucket is the key-value bucket holding the relay's
 	// checkpoint.
 	CheckpointBucket = "MAILLAGE_FEED_RELAY"
+	// BoundaryBucket holds, per case (key: case id), the next time one of
+	// its consents or orders starts or ends (RFC 3339), for the relay to
+	// evaluate the case again then.
+	BoundaryBucket = "MAILLAGE_FEED_BOUNDARIES"
 )
 
 // Headers of feed messages.

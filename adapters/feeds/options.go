@@ -26,6 +26,7 @@ type config struct {
 	retryAfter      time.Duration
 	lagEvery        time.Duration
 	eraseWait       time.Duration
+	boundaryEvery   time.Duration
 	replicas        int
 	crash           func(crashPoint, domain.Event) bool // tests: stop dead at a point
 }
@@ -41,6 +42,7 @@ func defaultConfig() config {
 		retryAfter:      time.Second,
 		lagEvery:        5 * time.Second,
 		eraseWait:       defaultEraseWait,
+		boundaryEvery:   30 * time.Second,
 		replicas:        1,
 	}
 }
@@ -165,6 +167,20 @@ func WithReplicas(n int) Option {
 			return fmt.Errorf("feeds: WithReplicas: %d, want 1 to 5", n)
 		}
 		c.replicas = n
+		return nil
+	}
+}
+
+// WithBoundaryEvery sets how often the relay looks for cases whose consent
+// or order started or ended since it last evaluated them (default every 30
+// seconds): how late, at most, a partner is told to delete what a consent
+// that ran out covered, when nothing else happens on the case.
+func WithBoundaryEvery(d time.Duration) Option {
+	return func(c *config) error {
+		if d < time.Millisecond {
+			return fmt.Errorf("feeds: WithBoundaryEvery: %s, want at least 1ms", d)
+		}
+		c.boundaryEvery = d
 		return nil
 	}
 }

@@ -175,6 +175,13 @@ func (r *Relay) runOnce(parent context.Context) error {
 	if err != nil {
 		return err
 	}
+	boundaries, err := r.js.CreateOrUpdateKeyValue(parent, jetstream.KeyValueConfig{
+		Bucket: BoundaryBucket, Description: "maillage feed relay: next consent or order boundary per case", History: 1,
+		Storage: jetstream.FileStorage, Replicas: r.cfg.replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("feeds: boundary bucket: %w", err)
+	}
 	r.setDone(start)
 	r.mu.Lock()
 	clear(r.feeds) // checked again: one may have been removed by hand
@@ -184,6 +191,7 @@ func (r *Relay) runOnce(parent context.Context) error {
 	ctx, cancel := context.WithCancelCause(parent)
 	defer cancel(nil)
 	run := newRun(ctx, r, start)
+	run.boundaries = boundaries
 	r.mu.Lock()
 	r.current = run
 	r.mu.Unlock()
@@ -211,7 +219,16 @@ func (r *Relay) runOnce(parent context.Context) error {
 		saved <- err
 	}()
 
+	// The sweeper sends to the shards: it stops before they are closed.
+	sweepCtx, stopSweep := context.WithCancel(ctx)
+	swept := make(chan struct{})
+	go func() {
+		defer close(swept)
+		run.sweepBoundaries(sweepCtx)
+	}()
 	err = r.store.Follow(ctx, start, run.dispatch)
+	stopSweep()
+	<-swept
 	for _, ch := range run.shards {
 		close(ch)
 	}
