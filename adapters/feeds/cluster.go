@@ -2,6 +2,7 @@ package feeds
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 )
 
 // ConnectCluster runs the feeds on an external NATS cluster instead of an
@@ -125,4 +127,105 @@ func (a *Authority) ServerConfig() (string, error) {
 	}
 	b.WriteString("}\n")
 	return b.String(), nil
+}
+
+// PushPartners sends the PARTNERS account JWT, with its revocations, to
+// every node of the NATS cluster at urls (comma-separated, one per node), as
+// a user of the system account ($SYS.REQ.ACCOUNT.<account>.CLAIMS.UPDATE):
+// each node applies it at once and closes the connections of revoked users.
+// A node only updates an account it has loaded, and would later load the
+// one of its configuration: so a user of PARTNERS that may do nothing is
+// connected to each node first. A node that restarts reads its
+// configuration again, so the stanza of ServerConfig must still reach every
+// node. It returns how many nodes answered that they updated the account
+// within wait.
+func (a *Authority) PushPartners(ctx context.Context, urls string, wait time.Duration) (int, error) {
+	_, accounts, _, err := a.accounts()
+	if err != nil {
+		return 0, fmt.Errorf("feeds: accounts: %w", err)
+	}
+	partnersPub, _ := a.partners.PublicKey()
+	for u := range strings.SplitSeq(urls, ",") {
+		if u = strings.TrimSpace(u); u == "" {
+			continue
+		}
+		token, seed, err := a.toolUser(a.partners, "maillage-admin-load", func(uc *jwt.UserClaims) {
+			uc.Permissions.Pub.Deny.Add(">")
+			uc.Permissions.Sub.Deny.Add(">")
+		})
+		if err != nil {
+			return 0, err
+		}
+		nc, err := nats.Connect(u, nats.Name("maillage-admin"), nats.UserJWTAndSeed(token, string(seed)), nats.NoReconnect(), nats.DontRandomize())
+		if err != nil {
+			return 0, fmt.Errorf("feeds: connect to %s: %w", u, err)
+		}
+		defer nc.Close()
+	}
+	token, seed, err := a.toolUser(a.system, "maillage-admin", nil)
+	if err != nil {
+		return 0, err
+	}
+	nc, err := nats.Connect(urls, nats.Name("maillage-admin"), nats.UserJWTAndSeed(token, string(seed)))
+	if err != nil {
+		return 0, fmt.Errorf("feeds: connect to %s as the system account: %w", urls, err)
+	}
+	defer nc.Close()
+	inbox := nc.NewInbox()
+	replies := make(chan *nats.Msg, 64)
+	sub, err := nc.ChanSubscribe(inbox, replies)
+	if err != nil {
+		return 0, fmt.Errorf("feeds: %w", err)
+	}
+	defer sub.Unsubscribe()
+	if err := nc.PublishRequest("$SYS.REQ.ACCOUNT."+partnersPub+".CLAIMS.UPDATE", inbox, []byte(accounts[partnersPub])); err != nil {
+		return 0, fmt.Errorf("feeds: push the partners account: %w", err)
+	}
+	updated := 0
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		select {
+		case m := <-replies:
+			var r struct {
+				Data *struct {
+					Code    int    `json:"code"`
+					Message string `json:"message"`
+				} `json:"data"`
+				Error *struct {
+					Description string `json:"description"`
+				} `json:"error"`
+			}
+			if json.Unmarshal(m.Data, &r) == nil && r.Error == nil && r.Data != nil && r.Data.Message == "jwt updated" {
+				updated++
+			}
+		case <-timer.C:
+			return updated, nil
+		case <-ctx.Done():
+			return updated, ctx.Err()
+		}
+	}
+}
+
+// toolUser returns short-lived credentials of a user of the account whose
+// key is account, for a command-line tool, over TCP.
+func (a *Authority) toolUser(account nkeys.KeyPair, name string, edit func(*jwt.UserClaims)) (string, []byte, error) {
+	user, err := nkeys.CreateUser()
+	if err != nil {
+		return "", nil, err
+	}
+	pub, _ := user.PublicKey()
+	uc := jwt.NewUserClaims(pub)
+	uc.Name = name
+	uc.AllowedConnectionTypes = jwt.StringList{jwt.ConnectionTypeStandard}
+	uc.Expires = time.Now().Add(time.Hour).Unix()
+	if edit != nil {
+		edit(uc)
+	}
+	token, err := uc.Encode(account)
+	if err != nil {
+		return "", nil, err
+	}
+	seed, _ := user.Seed()
+	return token, seed, nil
 }

@@ -319,3 +319,69 @@ func TestCaseEraseClearsTheFeedsOnANATSCluster(t *testing.T) {
 		t.Fatalf("the coordinator's feed on the cluster holds %v, want one erase notice", kinds)
 	}
 }
+
+// Given partner connections to two nodes of a feeds cluster, when an admin
+// revokes the institution with --feeds-nats, then every node applies it at
+// once: the connections are closed and the credentials refused, without a
+// reload of the nodes.
+func TestPartnerRevokeOnANATSCluster(t *testing.T) {
+	ctx := t.Context()
+	data := t.TempDir()
+	auth, err := feeds.OpenAuthority(filepath.Join(data, "feeds"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stanza strings.Builder
+	if err := run(ctx, []string{"partner", "cluster-config", "--data", data}, &stanza, &strings.Builder{}); err != nil {
+		t.Fatal(err)
+	}
+	cluster := startFeedsCluster(t, 3, stanza.String())
+	creds, err := auth.PartnerCredentials(mecsActor.Institution, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	credsFile := filepath.Join(t.TempDir(), "mecs.creds")
+	if err := os.WriteFile(credsFile, creds, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	urls := strings.Split(cluster.URLs(), ",")
+	var revoked []chan error
+	for _, url := range []string{urls[0], urls[2]} {
+		errs := make(chan error, 16)
+		nc, _, err := feeds.Dial(url, credsFile, nats.MaxReconnects(0), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			select {
+			case errs <- err:
+			default:
+			}
+		}))
+		if err != nil {
+			t.Fatalf("the partner connects to %s: %v", url, err)
+		}
+		t.Cleanup(nc.Close)
+		revoked = append(revoked, errs)
+	}
+
+	var out strings.Builder
+	if err := run(ctx, []string{"partner", "revoke", string(mecsActor.Institution), "--data", data, "--feeds-nats", cluster.URLs()}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "révocation appliquée par 3 nœud(s)") {
+		t.Fatalf("partner revoke on the cluster said %q", out.String())
+	}
+	for i, errs := range revoked {
+		select {
+		case err := <-errs:
+			if !errors.Is(err, nats.ErrAuthRevoked) {
+				t.Fatalf("partner connection %d: %v, want %v", i+1, err, nats.ErrAuthRevoked)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("partner connection %d: its node did not revoke it", i+1)
+		}
+	}
+	for _, url := range urls {
+		if nc, _, err := feeds.Dial(url, credsFile, nats.MaxReconnects(0)); err == nil {
+			nc.Close()
+			t.Fatalf("node %s still accepts the revoked credentials", url)
+		}
+	}
+}

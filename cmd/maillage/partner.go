@@ -41,10 +41,12 @@ Revokes every credentials of an institution's partner feed issued until now
 (a leaked or compromised partner system): the revocation is written to
 <data>/feeds/authority.json, offline. A running maillage server with its
 embedded feed server applies it within seconds and closes the connections
-of the revoked credentials; a server started later refuses them. Nodes of a
-NATS cluster (--feeds-nats) need the new "maillage partner cluster-config"
-stanza and a reload. Issue new credentials afterwards with "maillage
-partner credentials".
+of the revoked credentials; a server started later refuses them. With
+--feeds-nats (one URL per node of the NATS cluster holding the feeds) the
+revocation is pushed to every node at once; put the new "maillage partner
+cluster-config" stanza in each node's configuration too, for its next
+restart. Issue new credentials afterwards with "maillage partner
+credentials".
 
 Flags:
 `
@@ -148,11 +150,12 @@ func runPartnerClusterConfig(_ context.Context, args []string, stdout, stderr io
 
 // runPartnerRevoke revokes the credentials issued to an institution until
 // now.
-func runPartnerRevoke(_ context.Context, args []string, stdout, stderr io.Writer) error {
+func runPartnerRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("maillage partner revoke", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, revokeUsage); fs.PrintDefaults() }
 	data := fs.String("data", env("MAILLAGE_DATA", "data"), "data directory (env MAILLAGE_DATA)")
+	feedsNATS := fs.String("feeds-nats", env("MAILLAGE_FEEDS_NATS", ""), "the NATS cluster holding the feeds (serve --feeds-nats): the revocation is pushed to its nodes at once (env MAILLAGE_FEEDS_NATS)")
 	if len(args) == 0 || args[0] == "" || args[0][0] == '-' {
 		fs.Usage()
 		return errors.New("partner revoke : préciser l'identifiant de l'institution, par exemple mecs-les-tilleuls")
@@ -190,11 +193,18 @@ func runPartnerRevoke(_ context.Context, args []string, stdout, stderr io.Writer
 	fmt.Fprintf(stdout, "%d identifiant%s du flux partenaire de %s révoqué%s (délivrés jusqu'au %s).\n"+
 		"Un serveur maillage en marche avec son serveur de flux intégré l'applique en quelques secondes et ferme leurs connexions ; un serveur démarré ensuite les refuse.\n",
 		n, plural, inst, plural, now.Format("02/01/2006 15:04:05"))
-	clusterNote := "chaque nœud du cluster NATS doit recevoir la nouvelle configuration de « maillage partner cluster-config --data " + *data + " » puis être rechargé (nats-server --signal reload) : jusque-là, il accepte encore ces identifiants."
-	if urls := os.Getenv("MAILLAGE_FEEDS_NATS"); urls != "" {
-		fmt.Fprintf(stdout, "Les flux sont sur un cluster NATS (MAILLAGE_FEEDS_NATS) : %s\n", clusterNote)
+	stanza := "mettez aussi la nouvelle configuration de « maillage partner cluster-config --data " + *data + " » dans celle de chaque nœud, pour qu'il la garde après un redémarrage."
+	if *feedsNATS != "" {
+		nodes, err := auth.PushPartners(ctx, *feedsNATS, 2*time.Second)
+		if err != nil {
+			return fmt.Errorf("partner revoke : révocation enregistrée, mais pas transmise au cluster NATS %s (refaites la commande) : %w", *feedsNATS, err)
+		}
+		if nodes == 0 {
+			return fmt.Errorf("partner revoke : révocation enregistrée, mais aucun nœud du cluster NATS %s n'a confirmé l'avoir appliquée (refaites la commande, ou rechargez les nœuds avec la nouvelle configuration de « maillage partner cluster-config »)", *feedsNATS)
+		}
+		fmt.Fprintf(stdout, "Cluster NATS des flux : révocation appliquée par %d nœud(s), leurs connexions fermées ; %s\n", nodes, stanza)
 	} else {
-		fmt.Fprintf(stdout, "Si les flux sont sur un cluster NATS (serve --feeds-nats) : %s\n", clusterNote)
+		fmt.Fprintf(stdout, "Si les flux sont sur un cluster NATS (serve --feeds-nats) : refaites la commande avec --feeds-nats pour l'appliquer à ses nœuds, et %s\n", stanza)
 	}
 	fmt.Fprintf(stdout, "Nouveaux identifiants : maillage partner credentials %s --data %s\n", inst, *data)
 	return nil
