@@ -303,11 +303,8 @@ func (s *Store) directOne(ctx context.Context, apiSubj string, body []byte, fn f
 	}
 	switch status := m.Header.Get("Status"); status {
 	case "":
-		seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+		seq, err := deliverDirect(m, fn)
 		if err != nil {
-			return false, 0, fmt.Errorf("jetstream: direct get: bad %s header %q", jetstream.SequenceHeader, m.Header.Get(jetstream.SequenceHeader))
-		}
-		if err := fn(seq, m.Header, m.Data); err != nil {
 			return false, 0, err
 		}
 		return true, seq, nil
@@ -318,6 +315,16 @@ func (s *Store) directOne(ctx context.Context, apiSubj string, body []byte, fn f
 	default:
 		return false, 0, unavailable("direct get", fmt.Errorf("status %s %s", status, m.Header.Get("Description")))
 	}
+}
+
+// deliverDirect hands a message of a direct get's answer to fn and returns
+// its stream sequence.
+func deliverDirect(m *nats.Msg, fn func(uint64, nats.Header, []byte) error) (uint64, error) {
+	seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("jetstream: direct get: bad %s header %q", jetstream.SequenceHeader, m.Header.Get(jetstream.SequenceHeader))
+	}
+	return seq, fn(seq, m.Header, m.Data)
 }
 
 // directBatch sends one batched direct get and reads its answer; more tells
@@ -336,11 +343,8 @@ func (s *Store) directBatch(ctx context.Context, apiSubj string, body []byte, fn
 		}
 		switch status := m.Header.Get("Status"); status {
 		case "":
-			seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+			seq, err := deliverDirect(m, fn)
 			if err != nil {
-				return false, 0, fmt.Errorf("jetstream: direct get: bad %s header %q", jetstream.SequenceHeader, m.Header.Get(jetstream.SequenceHeader))
-			}
-			if err := fn(seq, m.Header, m.Data); err != nil {
 				return false, 0, err
 			}
 			last = seq

@@ -22,17 +22,26 @@ import (
 	"github.com/maillage/maillage/domain/cases"
 )
 
-// startFeedsCluster starts n nats-server nodes as startNATSCluster does,
-// each configured with the stanza of Authority.ServerConfig, read as a node
-// would read it from its configuration file: they trust the feeds'
+// startFeedsCluster opens the feeds' authority under data (as serve
+// would), prints its stanza with "maillage partner cluster-config" and
+// starts 3 nats-server nodes as startNATSCluster does, each configured with
+// that stanza read as a node reads its configuration file: they trust the
 // authority.
-func startFeedsCluster(t *testing.T, n int, stanza string) *natsCluster {
+func startFeedsCluster(t *testing.T, data string) (*feeds.Authority, *natsCluster) {
 	t.Helper()
-	conf := filepath.Join(t.TempDir(), "feeds.conf")
-	if err := os.WriteFile(conf, []byte(stanza), 0o600); err != nil {
+	auth, err := feeds.OpenAuthority(filepath.Join(data, "feeds"))
+	if err != nil {
 		t.Fatal(err)
 	}
-	return startNATSClusterWith(t, n, func() *natsserver.Options {
+	var stanza strings.Builder
+	if err := run(t.Context(), []string{"partner", "cluster-config", "--data", data}, &stanza, &strings.Builder{}); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(t.TempDir(), "feeds.conf")
+	if err := os.WriteFile(conf, []byte(stanza.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return auth, startNATSClusterWith(t, 3, func() *natsserver.Options {
 		o, err := natsserver.ProcessConfigFile(conf)
 		if err != nil {
 			t.Fatalf("the stanza of partner cluster-config: %v", err)
@@ -56,15 +65,7 @@ func startFeedsCluster(t *testing.T, n int, stanza string) *natsCluster {
 func TestFeedsOnANATSCluster(t *testing.T) {
 	ctx := t.Context()
 	data := t.TempDir()
-	auth, err := feeds.OpenAuthority(filepath.Join(data, "feeds"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stanza strings.Builder
-	if err := run(ctx, []string{"partner", "cluster-config", "--data", data}, &stanza, &strings.Builder{}); err != nil {
-		t.Fatal(err)
-	}
-	cluster := startFeedsCluster(t, 3, stanza.String())
+	auth, cluster := startFeedsCluster(t, data)
 	m := startMain(t, "--data", data, "--feeds-nats", cluster.URLs())
 	if m.feedServer.NATS() != nil {
 		t.Fatal("an embedded feed server runs with --feeds-nats")
@@ -77,6 +78,7 @@ func TestFeedsOnANATSCluster(t *testing.T) {
 	var retries atomic.Int64
 	shared := uuid.New()
 	var last cases.Result
+	var err error
 	for _, req := range []cases.Request{
 		openCase(shared),
 		command(shared, aseActor, "join-mecs", &domain.PartnerJoinedPayload{Institution: mecsActor.Institution,
@@ -245,11 +247,7 @@ func TestFeedsNATSFlags(t *testing.T) {
 func TestCaseEraseClearsTheFeedsOnANATSCluster(t *testing.T) {
 	ctx := t.Context()
 	data := t.TempDir()
-	var stanza strings.Builder
-	if err := run(ctx, []string{"partner", "cluster-config", "--data", data}, &stanza, &strings.Builder{}); err != nil {
-		t.Fatal(err)
-	}
-	cluster := startFeedsCluster(t, 3, stanza.String())
+	_, cluster := startFeedsCluster(t, data)
 	m := NewMain(io.Discard, io.Discard)
 	if err := m.ParseFlags([]string{"--data", data, "--addr", "127.0.0.1:0", "--feeds-nats", cluster.URLs()}); err != nil {
 		t.Fatal(err)
@@ -327,15 +325,7 @@ func TestCaseEraseClearsTheFeedsOnANATSCluster(t *testing.T) {
 func TestPartnerRevokeOnANATSCluster(t *testing.T) {
 	ctx := t.Context()
 	data := t.TempDir()
-	auth, err := feeds.OpenAuthority(filepath.Join(data, "feeds"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stanza strings.Builder
-	if err := run(ctx, []string{"partner", "cluster-config", "--data", data}, &stanza, &strings.Builder{}); err != nil {
-		t.Fatal(err)
-	}
-	cluster := startFeedsCluster(t, 3, stanza.String())
+	auth, cluster := startFeedsCluster(t, data)
 	creds, err := auth.PartnerCredentials(mecsActor.Institution, time.Hour, time.Now())
 	if err != nil {
 		t.Fatal(err)
