@@ -2,6 +2,7 @@ package domain
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"slices"
 	"strings"
@@ -40,36 +41,98 @@ import (
 // ("unknown_role", "unknown_category"). When several consents or orders could
 // decide, the earliest recorded one is named, so the answer is stable.
 func See(s *State, v Viewer, e Event, now time.Time) Decision {
+	sight := SightOf(s, v, now)
+	return sight.See(e)
+}
+
+// Sight is what one viewer may see of one case at one time: See for every
+// event of a page, with what does not depend on the event (the viewer's
+// membership, the orders naming them, who the family is not informed of)
+// worked out once instead of at every event. A timeline read decides a page
+// of a hundred events for the same viewer, and these were most of the cost.
+// A Sight reads the State it was made from: make a new one when the state
+// moves. It is not safe for concurrent use.
+type Sight struct {
+	s   *State
+	v   Viewer
+	now time.Time
+
+	// A professional viewer's membership and the partner_excluded orders
+	// that name its institution, earliest imposed first.
+	member      *Member
+	exclusions  []*Restriction
+	health      Decision // healthForMember, once asked (healthKnown)
+	healthKnown bool
+
+	// A family viewer's recording, the orders in force now that name them
+	// (familyOrders), and the needles of the redactions, once asked.
+	family           bool
+	limited, secret  *Restriction
+	uninformed       []string
+	uninformedKnown  bool
+	placeOfLife      []string
+	placeOfLifeKnown bool
+}
+
+// SightOf prepares the decisions of viewer v on the case whose access state
+// is s, at time now.
+func SightOf(s *State, v Viewer, now time.Time) Sight {
+	g := Sight{s: s, v: v, now: now}
 	switch v.Role {
+	case RoleProfessional:
+		if m, ok := s.Members[v.Institution]; ok && v.Institution != "" {
+			g.member = m
+			for _, r := range s.Restrictions {
+				if r.Kind == PartnerExcluded && r.NamesInstitution(v.Institution) {
+					g.exclusions = append(g.exclusions, r)
+				}
+			}
+			slices.SortFunc(g.exclusions, func(a, b *Restriction) int { return cmp.Compare(a.ImposedSeq, b.ImposedSeq) })
+		}
+	case RoleFamily:
+		if _, ok := s.Family[v.FamilyMember]; ok {
+			g.family = true
+			g.limited, g.secret = s.familyOrders(v.FamilyMember, now)
+		}
+	}
+	return g
+}
+
+// See decides what the sight's viewer may see of event e (the package
+// function See).
+func (g *Sight) See(e Event) Decision {
+	switch g.v.Role {
 	case RoleAuditor:
 		return Decision{Visibility: Full, Rule: "auditor"}
 	case RoleAdmin:
 		return hide("admin_no_case_access", "")
 	case RoleProfessional:
-		return seeAsProfessional(s, v.Institution, e, now)
+		return g.seeAsProfessional(e)
 	case RoleFamily:
-		return seeAsFamily(s, v.FamilyMember, e, now)
+		return g.seeAsFamily(e)
 	}
 	return hide("unknown_role", "")
 }
 
-func seeAsProfessional(s *State, inst InstitutionID, e Event, now time.Time) Decision {
-	m, ok := s.Members[inst]
-	if !ok || inst == "" {
+func (g *Sight) seeAsProfessional(e Event) Decision {
+	m := g.member
+	if m == nil {
 		return hide("not_a_member", "")
 	}
 	if m.LeftSeq != 0 && e.Sequence > m.LeftSeq {
 		return hide("left_case", "")
 	}
-	excluded := s.earliestRestriction(func(r *Restriction) bool {
-		return r.Kind == PartnerExcluded && r.NamesInstitution(inst) && r.ActiveAt(e.RecordedAt)
-	})
-	if excluded != nil {
-		return hide("partner_excluded", excluded.OrderReference)
+	for _, r := range g.exclusions { // earliest imposed first
+		if r.ActiveAt(e.RecordedAt) {
+			return hide("partner_excluded", r.OrderReference)
+		}
 	}
 	switch {
 	case e.Category == CategoryHealth:
-		return healthForMember(s, m, now)
+		if !g.healthKnown {
+			g.health, g.healthKnown = healthForMember(g.s, m, g.now), true
+		}
+		return g.health
 	case e.Category == CategoryJudicial || familyAudience(e.Category):
 		return show("default_audience", "")
 	}
@@ -105,25 +168,24 @@ func healthForMember(s *State, m *Member, now time.Time) Decision {
 //   - judicial events only when the order names them ("judicial_named", else
 //     "judicial_not_named");
 //   - the rest is shown by category, redacted as redactForFamily says.
-func seeAsFamily(s *State, p PersonID, e Event, now time.Time) Decision {
-	if _, ok := s.Family[p]; !ok {
+func (g *Sight) seeAsFamily(e Event) Decision {
+	if !g.family {
 		return hide("not_family", "")
 	}
 	if e.Category == CategoryHealth {
 		return hide("health_not_for_family", "")
 	}
-	limited, secret := s.familyOrders(p, now)
-	if limited != nil && e.Category != CategoryCoordination {
-		return hide("family_information_limited", limited.OrderReference)
+	if g.limited != nil && e.Category != CategoryCoordination {
+		return hide("family_information_limited", g.limited.OrderReference)
 	}
 	pl := readPayload(e.Payload)
-	if concealsUninformedMember(s, e, &pl) {
+	if concealsUninformedMember(g.s, e, &pl) {
 		return hide("family_not_informed", "")
 	}
 	d := show("default_audience", "")
 	switch {
 	case e.Category == CategoryJudicial:
-		names, ref := s.orderNames(e, p)
+		names, ref := g.s.orderNames(e, g.v.FamilyMember)
 		if !names {
 			return hide("judicial_not_named", "")
 		}
@@ -131,7 +193,26 @@ func seeAsFamily(s *State, p PersonID, e Event, now time.Time) Decision {
 	case !familyAudience(e.Category):
 		return hide("unknown_category", "")
 	}
-	return redactForFamily(s, e, &pl, secret, d)
+	return g.redactForFamily(e, &pl, d)
+}
+
+// uninformedNeedles is uninformedNeedles(s) without empty strings, worked
+// out once.
+func (g *Sight) uninformedNeedles() []string {
+	if !g.uninformedKnown {
+		g.uninformed, g.uninformedKnown = nonEmpty(uninformedNeedles(g.s)), true
+	}
+	return g.uninformed
+}
+
+// placeOfLifeNeedles are the ids and names of the members that can be a
+// place of life, worked out once. Callers append to a clipped copy.
+func (g *Sight) placeOfLifeNeedles() []string {
+	if !g.placeOfLifeKnown {
+		g.placeOfLife = slices.Clip(memberNeedles(g.s, func(m *Member) bool { return m.Kind.PlaceOfLife() }))
+		g.placeOfLifeKnown = true
+	}
+	return g.placeOfLife
 }
 
 // familyOrders returns the earliest imposed family_information_limited and
@@ -233,15 +314,16 @@ func (s *State) orderNames(e Event, p PersonID) (bool, string) {
 // do not tell what the decision withholds.
 //
 // When both apply, the rule named is placement_address_secret.
-func redactForFamily(s *State, e Event, pl *payloadText, secret *Restriction, d Decision) Decision {
+func (g *Sight) redactForFamily(e Event, pl *payloadText, d Decision) Decision {
+	secret := g.secret
 	if secret != nil && !e.Known() {
 		return hide("placement_address_secret", secret.OrderReference)
 	}
 	var fields []string
 	if secret != nil {
-		fields = placeOfLifeFields(s, e, pl)
+		fields = placeOfLifeFields(g.s, e, pl, g.placeOfLifeNeedles())
 	}
-	uninformed := mentioning(e, pl, uninformedNeedles(s))
+	uninformed := mentioning(e, pl, g.uninformedNeedles())
 	switch {
 	case len(fields) > 0:
 		return Decision{Visibility: Redacted, Fields: union(fields, uninformed), Rule: "placement_address_secret", Basis: secret.OrderReference}
@@ -251,10 +333,11 @@ func redactForFamily(s *State, e Event, pl *payloadText, secret *Restriction, d 
 	return d
 }
 
-// placeOfLifeFields lists the fields of e that tell where the child lives.
-func placeOfLifeFields(s *State, e Event, pl *payloadText) []string {
+// placeOfLifeFields lists the fields of e that tell where the child lives;
+// needles are the ids and names of the members that can be a place of life
+// (appended to only after a copy: slices.Clip).
+func placeOfLifeFields(s *State, e Event, pl *payloadText, needles []string) []string {
 	fields := LocationFields(e.Type)
-	needles := memberNeedles(s, func(m *Member) bool { return m.Kind.PlaceOfLife() })
 	if len(fields) > 0 {
 		members, _ := pl.objectMembers()
 		for _, m := range members {
@@ -713,17 +796,6 @@ func valueEnd(raw []byte, i int) int {
 		}
 	}
 	return i
-}
-
-// earliestRestriction returns the earliest imposed order that matches, or nil.
-func (s *State) earliestRestriction(match func(*Restriction) bool) *Restriction {
-	var found *Restriction
-	for _, r := range s.Restrictions {
-		if match(r) && (found == nil || r.ImposedSeq < found.ImposedSeq) {
-			found = r
-		}
-	}
-	return found
 }
 
 // familyAudience reports whether the category's default audience is all

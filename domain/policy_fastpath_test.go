@@ -48,8 +48,14 @@ func TestSeeMatchesReference(t *testing.T) {
 				viewers := seeViewers(s)
 				for _, now := range readingTimes(s, h) {
 					for _, v := range viewers {
+						// One Sight decides every event, as a page read does.
+						sight := domain.SightOf(s, v, now)
 						for _, e := range events {
 							got, want := domain.See(s, v, e, now), referenceSee(s, v, e, now)
+							if fromSight := sight.See(e); !reflect.DeepEqual(fromSight, want) {
+								t.Fatalf("seed %d case %s viewer %+v event %d (%s %s) at %s, one Sight for all events:\n got %#v\nwant %#v",
+									seed, h[0].CaseID, v, e.Sequence, e.Type, e.Payload, now.Format(time.RFC3339Nano), fromSight, want)
+							}
 							compared++
 							rules[want.Rule]++
 							rules[string(want.Visibility)]++
@@ -263,8 +269,9 @@ func benchmarkSeePage(b *testing.B, which func(domain.Viewer) bool) {
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
 		r := reads[i%len(reads)]
+		sight := domain.SightOf(r.s, r.v, r.now)
 		for _, e := range r.events {
-			domain.See(r.s, r.v, e, r.now)
+			sight.See(e)
 		}
 	}
 }

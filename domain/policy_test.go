@@ -342,6 +342,25 @@ func TestSee(t *testing.T) {
 			want: Full, rule: "default_audience",
 		},
 		{
+			name: "of two partner_excluded orders in force, the earliest imposed is named",
+			given: func(h *history) (Event, Viewer, time.Time) {
+				h.restrict(PartnerExcluded, "JE-2025-002", nil, []InstitutionID{mecs}, t0, t0.AddDate(1, 0, 0))
+				h.restrict(PartnerExcluded, "JE-2025-009", nil, []InstitutionID{mecs}, t0, t0.AddDate(1, 0, 0))
+				return h.observe(ase, CategoryPlan, "pendant"), professional(mecs), h.clock
+			},
+			want: Hidden, rule: "partner_excluded", basis: "JE-2025-002",
+		},
+		{
+			name: "a later partner_excluded order is named for what only it covers",
+			given: func(h *history) (Event, Viewer, time.Time) {
+				h.restrict(PartnerExcluded, "JE-2025-002", nil, []InstitutionID{mecs}, t0, t0.AddDate(0, 0, 1))
+				h.restrict(PartnerExcluded, "JE-2025-009", nil, []InstitutionID{mecs}, t0, t0.AddDate(1, 0, 0))
+				h.clock = t0.AddDate(0, 0, 2)
+				return h.observe(ase, CategoryPlan, "après le premier"), professional(mecs), h.clock
+			},
+			want: Hidden, rule: "partner_excluded", basis: "JE-2025-009",
+		},
+		{
 			name: "partner_excluded hides even health from a care member",
 			given: func(h *history) (Event, Viewer, time.Time) {
 				h.restrict(PartnerExcluded, "JE-2025-002", nil, []InstitutionID{ditep}, t0, t0.AddDate(1, 0, 0))

@@ -66,8 +66,9 @@ func View(e Event, d Decision) EventView {
 // time now given the case's access state s (See, then View).
 func Timeline(s *State, v Viewer, events []Event, now time.Time) []EventView {
 	out := make([]EventView, len(events))
+	sight := SightOf(s, v, now)
 	for i, e := range events {
-		out[i] = View(e, See(s, v, e, now))
+		out[i] = View(e, sight.See(e))
 	}
 	return out
 }

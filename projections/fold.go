@@ -92,11 +92,12 @@ func (h *history) visible(v domain.Viewer, fn func(e domain.Event, d domain.Deci
 // types is nil): a read that needs few types skips the policy and the
 // decoding of the others.
 func (h *history) visibleOf(v domain.Viewer, types map[domain.EventType]bool, fn func(e domain.Event, d domain.Decision)) {
+	sight := domain.SightOf(h.state, v, h.at)
 	for _, e := range h.events {
 		if types != nil && !types[e.Type] {
 			continue
 		}
-		d := domain.See(h.state, v, e, h.at)
+		d := sight.See(e)
 		switch d.Visibility {
 		case domain.Full:
 		case domain.Redacted:

@@ -339,14 +339,15 @@ func plan(ent *caseEntry, m *domain.Member, e domain.Event, h *holding, now time
 		limit = m.LeftSeq
 	}
 	var ops, changes []op
+	sight := domain.SightOf(ent.state, viewer, now)
 	for k := uint64(len(h.vis)) + 1; k <= limit; k++ {
 		ev := ent.events[k-1]
-		ops = append(ops, op{kind: KindEvent, event: ev, decision: domain.See(ent.state, viewer, ev, now)})
+		ops = append(ops, op{kind: KindEvent, event: ev, decision: sight.See(ev)})
 	}
 	if reevaluate {
 		for k := uint64(1); k <= min(uint64(len(h.vis)), e.Sequence); k++ {
 			ev := ent.events[k-1]
-			d := domain.See(ent.state, viewer, ev, now)
+			d := sight.See(ev)
 			key, heldKey := viewKey(d.Visibility, d.Fields), h.vis[k-1]
 			if key == heldKey {
 				continue

@@ -101,8 +101,9 @@ func (r *Replay) Counts() []Count {
 	out := make([]Count, len(r.Viewers))
 	for i, v := range r.Viewers {
 		out[i].ViewerRef = v
+		sight := domain.SightOf(r.State, v.Viewer, r.AsOf)
 		for _, e := range r.Events {
-			switch domain.See(r.State, v.Viewer, e, r.AsOf).Visibility {
+			switch sight.See(e).Visibility {
 			case domain.Full:
 				out[i].Full++
 			case domain.Redacted:

@@ -160,8 +160,9 @@ func (s *Service) Summary(ctx context.Context, id domain.CaseID, v domain.Viewer
 		}
 		now := s.now()
 		seen := domain.NewState(id)
+		sight := domain.SightOf(st, v, now)
 		for _, e := range events {
-			if domain.See(st, v, e, now).Visibility != domain.Hidden {
+			if sight.See(e).Visibility != domain.Hidden {
 				seen.Apply(e)
 			}
 		}

@@ -47,12 +47,12 @@ func (s *Service) AppendTimelineJSON(ctx context.Context, dst []byte, id domain.
 		b = append(b, `,"head":"`...)
 		b = hex.AppendEncode(b, st.Head[:])
 		b = append(b, `","events":[`...)
-		now := s.now()
+		sight := domain.SightOf(st, v, s.now())
 		for i, e := range page {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			d := domain.See(st, v, e, now)
+			d := sight.See(e)
 			switch d.Visibility {
 			case domain.Full:
 				full, err := entry.fullJSON(first + i)
