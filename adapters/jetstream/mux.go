@@ -53,10 +53,17 @@ func (m *replyMux) deliver(msg *nats.Msg) {
 	}
 }
 
-// open registers a request: its reply subject, its answers, and the function
-// to call when done with it.
-func (m *replyMux) open() (subject string, msgs <-chan *nats.Msg, closeFn func()) {
-	r := &replies{msgs: make(chan *nats.Msg, 256), done: make(chan struct{})}
+// directBatchBuffer is how many answers of a batched direct get wait for
+// their reader before the subscription's delivery waits for it.
+const directBatchBuffer = 256
+
+// open registers a request: its reply subject, its answers (buffered up to
+// buffer; the subscription's delivery waits for the request's reader beyond
+// that, or until the request is done), and the function to call when done
+// with it. A single get asks for a buffer of 1: every read of a cached case
+// makes one, and a buffer of 256 was 2 KB to allocate and collect.
+func (m *replyMux) open(buffer int) (subject string, msgs <-chan *nats.Msg, closeFn func()) {
+	r := &replies{msgs: make(chan *nats.Msg, buffer), done: make(chan struct{})}
 	m.mu.Lock()
 	m.next++
 	token := strconv.FormatUint(m.next, 36)

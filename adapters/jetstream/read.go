@@ -292,7 +292,7 @@ func (s *Store) directRead(ctx context.Context, subj string, start uint64, probe
 // directOne sends one single direct get and reads its answer: a message,
 // given to fn (found), or none.
 func (s *Store) directOne(ctx context.Context, apiSubj string, body []byte, fn func(uint64, nats.Header, []byte) error) (found bool, seq uint64, err error) {
-	reply, msgs, done := s.replies.open()
+	reply, msgs, done := s.replies.open(1) // one answer
 	defer done()
 	if err := s.nc.PublishRequest(apiSubj, reply, body); err != nil {
 		return false, 0, unavailable("direct get", err)
@@ -330,7 +330,7 @@ func deliverDirect(m *nats.Msg, fn func(uint64, nats.Header, []byte) error) (uin
 // directBatch sends one batched direct get and reads its answer; more tells
 // whether messages are left after next-1.
 func (s *Store) directBatch(ctx context.Context, apiSubj string, body []byte, fn func(uint64, nats.Header, []byte) error) (more bool, next uint64, err error) {
-	reply, msgs, done := s.replies.open()
+	reply, msgs, done := s.replies.open(directBatchBuffer)
 	defer done()
 	if err := s.nc.PublishRequest(apiSubj, reply, body); err != nil {
 		return false, 0, unavailable("direct get", err)
