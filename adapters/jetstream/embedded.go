@@ -23,7 +23,7 @@ func startEmbedded(c *config) (*server.Server, error) {
 		StoreDir:   c.dataDir,
 		// Every write is on disk before it is acknowledged: the default
 		// (sync every 2 minutes) loses acknowledged writes on power loss.
-		SyncAlways: true,
+		SyncAlways: !c.unsynced,
 		DontListen: true,
 		NoSigs:     true,
 	}

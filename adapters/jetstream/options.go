@@ -34,6 +34,7 @@ type config struct {
 	noDirect      bool   // tests: read through consumers and the leader API as with replicas > 1
 	stallAfter    time.Duration
 	dropDelivery  func(seq uint64) bool // tests: a consumer that receives messages and never delivers them
+	unsynced      bool                  // embedded server without an fsync per write (loading benchmark datasets)
 }
 
 func defaultConfig() config {
@@ -178,6 +179,16 @@ func WithFormat(format string) Option {
 	}
 }
 
+// WithUnsyncedWrites runs the embedded server without an fsync after every
+// write: writes are acknowledged before they are on disk, so a crash or a
+// power loss can lose acknowledged events. It exists to load generated
+// benchmark datasets quickly (maillage bench writes them so, then reopens
+// the store as usual before measuring); nothing that records real cases
+// sets it.
+func WithUnsyncedWrites() Option {
+	return func(c *config) error { c.unsynced = true; return nil }
+}
+
 // withoutDirectGet makes the store read as it does with replicas > 1 (no
 // direct get), so that tests cover that path on a single server.
 func withoutDirectGet() Option {
@@ -204,6 +215,8 @@ func (c *config) validate() error {
 		return errors.New("jetstream: WithEmbedded and WithURL are exclusive")
 	case c.listen != "" && c.dataDir == "":
 		return errors.New("jetstream: WithListen needs WithEmbedded")
+	case c.unsynced && c.dataDir == "":
+		return errors.New("jetstream: WithUnsyncedWrites needs WithEmbedded (an external server's fsync is its own configuration)")
 	case c.dataDir != "" && c.replicas > 1:
 		return fmt.Errorf("jetstream: %d replicas need a cluster (WithURL), the embedded server is a single node", c.replicas)
 	}

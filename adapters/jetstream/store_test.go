@@ -415,6 +415,7 @@ func TestOptions(t *testing.T) {
 		"prefix empty token": {WithEmbedded("x"), WithSubjectPrefix("a..b")},
 		"listen external":    {WithURL("nats://localhost"), WithListen("127.0.0.1:0")},
 		"listen bad":         {WithEmbedded("x"), WithListen("nope")},
+		"unsynced external":  {WithURL("nats://localhost"), WithUnsyncedWrites()},
 	}
 	for name, opts := range bad {
 		if s, err := Open(t.Context(), opts...); err == nil {
@@ -438,6 +439,15 @@ func TestOptions(t *testing.T) {
 	if err != nil {
 		t.Fatalf("connect over TCP: %v", err)
 	}
+	// Only the benchmarks' loading turns the fsync off, and it says so.
+	unsynced, err := Open(t.Context(), WithEmbedded(t.TempDir()), WithLogger(quiet), WithUnsyncedWrites())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if unsynced.Server().JetStreamConfig().SyncAlways {
+		t.Error("WithUnsyncedWrites: the embedded server still fsyncs every write")
+	}
+	unsynced.Close()
 	nc.Close()
 	c := storetest.NewCase()
 	if _, err := s.Append(t.Context(), 0, c.Next(1)); err != nil {

@@ -44,7 +44,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Float64Var(&opts.Rate, "rate", 0, "fanout: events appended per second (default 200)")
 	fs.IntVar(&opts.Events, "events", 0, "read, rebuild, verify: events generated (default 100000 for read, 1000000 otherwise)")
 	fs.IntVar(&opts.EventsPerCase, "events-per-case", 0, "mean length of a generated case (default 50)")
-	fs.IntVar(&opts.Batch, "batch", 0, "events per append when writing generated cases (default: a whole case per append)")
+	fs.IntVar(&opts.Batch, "batch", 1, "events per message when writing generated cases: 1 as commands store them, 0 a whole case per message")
 	fs.Int64Var(&opts.Seed, "seed", 0, "generator seed (default 1)")
 	fs.StringVar(&jsonPath, "json", "", "also write the report as JSON to this file")
 	fs.StringVar(&cpuPath, "cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof)")
@@ -62,6 +62,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("bench: unexpected argument %q after the scenario", fs.Arg(0))
+	}
+	switch {
+	case opts.Batch == 0:
+		opts.Batch = bench.WholeCase
+	case opts.Batch < 0:
+		return fmt.Errorf("bench: --batch %d: give a number of events per message (1 or more), or 0 for a whole case per message", opts.Batch)
 	}
 	opts.Progress = stderr
 	if cpuPath != "" {

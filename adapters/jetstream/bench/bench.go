@@ -57,7 +57,8 @@ type Options struct {
 	// EventsPerCase is the generator's mean case length (default 50).
 	EventsPerCase int
 	// Batch is how many events of a generated case go in one append (one
-	// message); 0 writes each case's whole history in one append.
+	// message): by default 1, as commands store them (most record one
+	// event); WholeCase writes each case's whole history in one append.
 	Batch int
 	// Seed of the generator (default 1).
 	Seed int64
@@ -67,9 +68,16 @@ type Options struct {
 	Log *slog.Logger
 }
 
+// WholeCase, as Options.Batch, writes each generated case's whole history
+// in one append.
+const WholeCase = -1
+
 func (o Options) withDefaults() Options {
 	if o.Duration <= 0 {
 		o.Duration = 10 * time.Second
+	}
+	if o.Batch == 0 {
+		o.Batch = 1
 	}
 	if o.Writers <= 0 {
 		o.Writers = 64
@@ -220,7 +228,7 @@ func openEnv(ctx context.Context, opts Options) (*env, error) {
 		}
 		e.dir, e.temp = dir, true
 	}
-	s, err := jetstream.Open(ctx, jetstream.WithEmbedded(e.dir), jetstream.WithLogger(opts.Log))
+	s, err := e.open(ctx)
 	if err != nil {
 		e.removeTemp()
 		return nil, err
@@ -235,6 +243,24 @@ func openEnv(ctx context.Context, opts Options) (*env, error) {
 		return nil, err
 	}
 	return e, nil
+}
+
+// open opens the store of the environment's directory.
+func (e *env) open(ctx context.Context, opts ...jetstream.Option) (*jetstream.Store, error) {
+	return jetstream.Open(ctx, append([]jetstream.Option{jetstream.WithEmbedded(e.dir), jetstream.WithLogger(e.opts.Log)}, opts...)...)
+}
+
+// reopen closes the store and opens it again with opts.
+func (e *env) reopen(ctx context.Context, opts ...jetstream.Option) error {
+	if err := e.store.Close(); err != nil {
+		return fmt.Errorf("close the store to reopen it: %w", err)
+	}
+	s, err := e.open(ctx, opts...)
+	if err != nil {
+		return fmt.Errorf("reopen the store: %w", err)
+	}
+	e.store = s
+	return nil
 }
 
 func (e *env) Close() error {
@@ -295,6 +321,9 @@ var Scenarios = []string{"append", "fanout", "read", "rebuild", "verify"}
 
 // Run runs a scenario by name.
 func Run(ctx context.Context, scenario string, opts Options) (*Report, error) {
+	if opts.Batch < 0 && opts.Batch != WholeCase {
+		return nil, fmt.Errorf("batch %d: events per message must be 1 or more, or WholeCase", opts.Batch)
+	}
 	switch scenario {
 	case "append":
 		return Append(ctx, opts)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	eventstore "github.com/maillage/maillage/adapters/jetstream"
 	"github.com/maillage/maillage/domain"
 	"github.com/maillage/maillage/domain/generate"
 )
@@ -30,11 +31,28 @@ type caseInfo struct {
 
 // fill writes a generated history of at least n events: cases from
 // domain/generate (through the real decider, sealed and hash-chained), one
-// generator per CPU, each case written by one of 16 writers as one append
-// (or appends of opts.Batch events), so that a large dataset costs a few
-// fsyncs per case rather than one per event. With viewers, each case's
+// generator per CPU, each case written by one of 64 writers through the
+// store's Append, opts.Batch events per message (one by default, as
+// commands store them). The store is reopened for the writing without an
+// fsync per write (jetstream.WithUnsyncedWrites: a million fsyncs would
+// take minutes, and what is measured after is reading), then reopened as
+// the service runs it, fsync on every write. With viewers, each case's
 // readers are listed (the auditor, every member and family member).
 func fill(ctx context.Context, e *env, n int, viewers bool, what string) (*dataset, error) {
+	if err := e.reopen(ctx, eventstore.WithUnsyncedWrites()); err != nil {
+		return nil, err
+	}
+	d, err := fillUnsynced(ctx, e, n, viewers, what)
+	if rerr := e.reopen(ctx); err == nil && rerr != nil {
+		err = rerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+func fillUnsynced(ctx context.Context, e *env, n int, viewers bool, what string) (*dataset, error) {
 	opts := e.opts
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -77,7 +95,7 @@ func fill(ctx context.Context, e *env, n int, viewers bool, what string) (*datas
 		}
 	}()
 	var writers sync.WaitGroup
-	for range 16 {
+	for range 64 {
 		writers.Go(func() {
 			for h := range histories {
 				msgs, err := appendHistory(ctx, e, h)
@@ -111,7 +129,7 @@ func fill(ctx context.Context, e *env, n int, viewers bool, what string) (*datas
 // of opts.Batch events.
 func appendHistory(ctx context.Context, e *env, h []domain.Event) (int, error) {
 	batch := e.opts.Batch
-	if batch <= 0 {
+	if batch == WholeCase {
 		batch = len(h)
 	}
 	msgs := 0

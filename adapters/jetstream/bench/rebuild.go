@@ -87,9 +87,12 @@ func overHistory(ctx context.Context, opts Options, scenario string, phase func(
 	if err != nil {
 		return nil, err
 	}
-	batch := "whole case histories in one append each"
-	if opts.Batch > 0 {
-		batch = fmt.Sprintf("at most %d events per append", opts.Batch)
+	batch := "whole case histories in one message each"
+	switch {
+	case opts.Batch == 1:
+		batch = "one event per message, as commands store them"
+	case opts.Batch > 1:
+		batch = fmt.Sprintf("at most %d events per message", opts.Batch)
 	}
 	r := newReport(scenario, fmt.Sprintf("%d generated events in %d cases, %d messages (%s), embedded JetStream",
 		d.events, len(d.cases), d.messages, batch))

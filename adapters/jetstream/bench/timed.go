@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,18 +28,10 @@ func (m *meter) run(ctx context.Context, workers int, d time.Duration, op func(c
 	deadline := start.Add(d)
 	var wg sync.WaitGroup
 	for w := range workers {
+		// Labelled, so that a profile (--cpuprofile) can be cut by phase:
+		// go tool pprof -tagfocus phase=... .
 		wg.Go(func() {
-			l := make(latencies, 0, 1024)
-			for i := 0; time.Now().Before(deadline) && ctx.Err() == nil; i++ {
-				t := time.Now()
-				if err := op(ctx, w, i); err != nil {
-					errs.Add(1)
-					continue
-				}
-				l = append(l, time.Since(t))
-				ops.Add(1)
-			}
-			lat[w] = l
+			pprof.Do(ctx, pprof.Labels("phase", m.phase), func(ctx context.Context) { m.work(ctx, w, deadline, op, lat, &ops, &errs) })
 		})
 	}
 	wg.Wait()
@@ -48,6 +41,21 @@ func (m *meter) run(ctx context.Context, workers int, d time.Duration, op func(c
 	m.errs += errs.Load()
 	m.lat = append(m.lat, lat...)
 	return ctx.Err()
+}
+
+// work is one of run's workers.
+func (m *meter) work(ctx context.Context, w int, deadline time.Time, op func(ctx context.Context, worker, i int) error, lat []latencies, ops, errs *atomic.Int64) {
+	l := make(latencies, 0, 1024)
+	for i := 0; time.Now().Before(deadline) && ctx.Err() == nil; i++ {
+		t := time.Now()
+		if err := op(ctx, w, i); err != nil {
+			errs.Add(1)
+			continue
+		}
+		l = append(l, time.Since(t))
+		ops.Add(1)
+	}
+	lat[w] = l
 }
 
 // row is the meter's measurements.
