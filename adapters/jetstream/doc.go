@@ -67,5 +67,6 @@
 // The embedded server fsyncs every write (SyncAlways): nats-server's default
 // of a sync every 2 minutes loses acknowledged writes on power loss. An
 // external server's sync policy is its own configuration (set sync_interval:
-// always on single nodes; clusters rely on replication).
+// always on single nodes; clusters rely on replication). WithUnsyncedWrites
+// turns the fsync off for loading benchmark datasets only.
 package jetstream
