@@ -163,8 +163,12 @@ func (r *Report) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "phase\tops\tunit\trate/s\tp50 ms\tp95 ms\tp99 ms\terrors\tcpu us/op\theap MiB\tB/event\t")
 	for _, row := range r.Rows {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%s\t%s\t%s\t%d\t%.1f\t%.1f\t%s\t\n", row.Phase, row.Ops, row.Unit, row.Rate,
-			ms(row.P50), ms(row.P95), ms(row.P99), row.Errors, row.CPUPerOp, float64(row.HeapBytes)/(1<<20), perEvent(row.BytesPerEvent))
+		cpu := "-" // not measured (fanout)
+		if row.CPUPerOp > 0 {
+			cpu = fmt.Sprintf("%.1f", row.CPUPerOp)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%s\t%s\t%s\t%d\t%s\t%.1f\t%s\t\n", row.Phase, row.Ops, row.Unit, row.Rate,
+			ms(row.P50), ms(row.P95), ms(row.P99), row.Errors, cpu, float64(row.HeapBytes)/(1<<20), perEvent(row.BytesPerEvent))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
