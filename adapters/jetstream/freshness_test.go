@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/maillage/maillage/adapters/storetest"
 	"github.com/maillage/maillage/domain"
 )
@@ -104,4 +106,69 @@ func BenchmarkReadCaseNothingNew(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestASoleWriterReadsWhatItDoesNotKnow checks when ReadCase trusts the
+// head it learnt. An embedded server without a listener has no writer but
+// the store, so after its own append a read does not ask the server; a
+// message the store did not append (here published below it, standing in
+// for an append whose acknowledgement was lost) is therefore not seen,
+// until an append of unknown outcome marks the case uncertain. With a
+// listener (other processes may append) every read asks.
+func TestASoleWriterReadsWhatItDoesNotKnow(t *testing.T) {
+	for _, listen := range []bool{false, true} {
+		t.Run(fmt.Sprintf("listen=%v", listen), func(t *testing.T) {
+			ctx := t.Context()
+			opts := []Option{WithEmbedded(t.TempDir()), WithLogger(quiet)}
+			if listen {
+				opts = append(opts, WithListen("127.0.0.1:0"))
+			}
+			s, err := Open(ctx, opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			c := storetest.NewCase()
+			first := c.Next(1)
+			if _, err := s.Append(ctx, 0, first); err != nil {
+				t.Fatal(err)
+			}
+			c.Commit(first)
+			// The next event, stored without the store's Append.
+			unseen := c.Next(1)
+			data, err := encodeEvents(FormatBinary, unseen)
+			if err != nil {
+				t.Fatal(err)
+			}
+			msg := nats.NewMsg(s.Subject(c.ID))
+			msg.Data = data
+			msg.Header.Set(HeaderCase, c.ID.String())
+			msg.Header.Set(HeaderFirstSeq, "2")
+			msg.Header.Set(HeaderVersion, "2")
+			msg.Header.Set(HeaderFormat, FormatBinary)
+			if _, err := s.JetStream().PublishMsg(ctx, msg); err != nil {
+				t.Fatal(err)
+			}
+			got, err := s.ReadCase(ctx, c.ID, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := map[bool]int{false: 0, true: 1}[listen]; len(got) != want {
+				t.Fatalf("read after the head it appended: %d events, want %d", len(got), want)
+			}
+			if listen {
+				return
+			}
+			// An append whose caller gave up: its outcome is unknown.
+			cancelled, cancel := context.WithCancel(ctx)
+			cancel()
+			if _, err := s.Append(cancelled, 1, unseen); err == nil {
+				t.Fatal("append with a cancelled context succeeded")
+			}
+			got, err = s.ReadCase(ctx, c.ID, 1)
+			if err != nil || len(got) != 1 || got[0].ID != unseen[0].ID {
+				t.Fatalf("read after an append of unknown outcome: %d events, %v; want the unseen one", len(got), err)
+			}
+		})
+	}
 }

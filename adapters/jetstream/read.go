@@ -22,6 +22,9 @@ import (
 // an ordered consumer, served from the stream leader's copy.
 func (s *Store) ReadCase(ctx context.Context, id domain.CaseID, after uint64) ([]domain.Event, error) {
 	subj := s.Subject(id)
+	if h, ok := s.knowsLast(id); ok && after >= h.version {
+		return nil, nil // nothing was appended after the head this store learnt
+	}
 	// Events after a known version are in the messages after the one that
 	// brought the case to it.
 	start, probe := uint64(1), 0

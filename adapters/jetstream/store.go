@@ -32,6 +32,18 @@ type Store struct {
 
 	mu    sync.Mutex
 	heads map[domain.CaseID]caseHead // learnt case heads, see Append
+
+	// soleWriter: every append to the events stream goes through this
+	// store, since its server is embedded and listens to no port (nothing
+	// outside the process can reach it). A learnt head is then the case's
+	// last message until this store appends again, and ReadCase after it
+	// need not ask the server. Except for the cases in uncertain: an append
+	// whose outcome is unknown (a timeout, a cancelled context) may be
+	// stored at any later time without this store learning it, so their
+	// reads ask the server, for as long as the store is open. Past
+	// maxUncertain such cases, soleWriter is turned off.
+	soleWriter bool
+	uncertain  map[domain.CaseID]struct{}
 }
 
 // caseHead is a case's version and the stream sequence of the message
@@ -41,6 +53,10 @@ type caseHead struct{ version, seq uint64 }
 
 // maxHeads bounds the cache of case heads; it is emptied when full.
 const maxHeads = 100_000
+
+// maxUncertain bounds the cases whose reads ask the server after an append
+// of unknown outcome; past it, all reads do.
+const maxUncertain = 10_000
 
 var _ domain.EventStore = (*Store)(nil)
 
@@ -56,7 +72,8 @@ func Open(ctx context.Context, opts ...Option) (*Store, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	s := &Store{cfg: cfg, log: cfg.log, closed: make(chan struct{}), heads: make(map[domain.CaseID]caseHead)}
+	s := &Store{cfg: cfg, log: cfg.log, closed: make(chan struct{}), heads: make(map[domain.CaseID]caseHead),
+		soleWriter: cfg.dataDir != "" && cfg.listen == "", uncertain: make(map[domain.CaseID]struct{})}
 
 	natsOpts := []nats.Option{
 		nats.Name("maillage"),
@@ -233,6 +250,8 @@ func (s *Store) Append(ctx context.Context, expectedVersion uint64, events []dom
 		case errors.Is(err, nats.ErrMaxPayload):
 			return domain.AppendResult{}, fmt.Errorf("%w: %w", domain.ErrInvalidBatch, err)
 		default:
+			// Stored or not, nobody knows, now or later.
+			s.markUncertain(id)
 			return domain.AppendResult{}, unavailable("append", err)
 		}
 	}
@@ -280,6 +299,34 @@ func (s *Store) duplicateOf(ctx context.Context, seq, expectedVersion uint64, ev
 func (s *Store) cachedHead(id domain.CaseID) (caseHead, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	h, ok := s.heads[id]
+	return h, ok
+}
+
+// markUncertain records that an append to the case may be stored without
+// this store knowing: its reads ask the server from now on.
+func (s *Store) markUncertain(id domain.CaseID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.uncertain) >= maxUncertain {
+		s.soleWriter = false
+		return
+	}
+	s.uncertain[id] = struct{}{}
+}
+
+// knowsLast returns the case's head when the store knows it to be the last
+// message of the case without asking the server: as sole writer, once it
+// learnt one, unless an append to the case had an unknown outcome.
+func (s *Store) knowsLast(id domain.CaseID) (caseHead, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.soleWriter {
+		return caseHead{}, false
+	}
+	if _, ok := s.uncertain[id]; ok {
+		return caseHead{}, false
+	}
 	h, ok := s.heads[id]
 	return h, ok
 }

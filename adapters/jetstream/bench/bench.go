@@ -60,6 +60,11 @@ type Options struct {
 	// message): by default 1, as commands store them (most record one
 	// event); WholeCase writes each case's whole history in one append.
 	Batch int
+	// Listen makes the embedded server listen on a local port, as serve
+	// --nats-listen does: other processes may then append, so every read
+	// of a cached case asks the store whether it moved. Without it the
+	// store is the only writer and trusts the heads it learnt.
+	Listen bool
 	// Seed of the generator (default 1).
 	Seed int64
 	// Progress receives progress lines of long phases (default: none).
@@ -251,7 +256,11 @@ func openEnv(ctx context.Context, opts Options) (*env, error) {
 
 // open opens the store of the environment's directory.
 func (e *env) open(ctx context.Context, opts ...jetstream.Option) (*jetstream.Store, error) {
-	return jetstream.Open(ctx, append([]jetstream.Option{jetstream.WithEmbedded(e.dir), jetstream.WithLogger(e.opts.Log)}, opts...)...)
+	base := []jetstream.Option{jetstream.WithEmbedded(e.dir), jetstream.WithLogger(e.opts.Log)}
+	if e.opts.Listen {
+		base = append(base, jetstream.WithListen("127.0.0.1:0"))
+	}
+	return jetstream.Open(ctx, append(base, opts...)...)
 }
 
 // reopen closes the store and opens it again with opts.

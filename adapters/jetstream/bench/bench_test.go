@@ -45,17 +45,19 @@ func TestVerifyAndRebuildReadEveryEvent(t *testing.T) {
 }
 
 func TestReadHoldsEveryCase(t *testing.T) {
-	r, err := Read(t.Context(), Options{DataDir: t.TempDir(), Events: 2000, EventsPerCase: 20, Readers: 4, Duration: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, row := range r.Rows {
-		if row.Ops == 0 || row.Errors != 0 {
-			t.Errorf("%+v", row)
+	for _, listen := range []bool{false, true} {
+		r, err := Read(t.Context(), Options{DataDir: t.TempDir(), Events: 2000, EventsPerCase: 20, Readers: 4, Duration: 200 * time.Millisecond, Listen: listen})
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	if r.Rows[0].BytesPerEvent <= 0 {
-		t.Errorf("no memory measured: %+v", r.Rows[0])
+		for _, row := range r.Rows {
+			if row.Ops == 0 || row.Errors != 0 {
+				t.Errorf("listen=%v: %+v", listen, row)
+			}
+		}
+		if r.Rows[0].BytesPerEvent <= 0 {
+			t.Errorf("listen=%v: no memory measured: %+v", listen, r.Rows[0])
+		}
 	}
 }
 

@@ -72,8 +72,12 @@ func Read(ctx context.Context, opts Options) (*Report, error) {
 		return nil, err
 	}
 
-	r := newReport("read", fmt.Sprintf("%d readers, %d generated events in %d cases, pages of %d events, %s",
-		opts.Readers, d.events, len(d.cases), timelinePage, opts.Duration))
+	access := "embedded store, sole writer: reads trust the heads it learnt"
+	if opts.Listen {
+		access = "embedded store listening (--listen): every read asks it whether the case moved"
+	}
+	r := newReport("read", fmt.Sprintf("%d readers, %d generated events in %d cases, pages of %d events, %s, %s",
+		opts.Readers, d.events, len(d.cases), timelinePage, opts.Duration, access))
 	rnd := make([]*rand.Rand, opts.Readers)
 	for w := range rnd {
 		rnd[w] = rand.New(rand.NewPCG(uint64(opts.Seed), uint64(w)))
