@@ -203,6 +203,19 @@ func (s *State) IsMember(inst InstitutionID) bool {
 func (s *State) Apply(e Event) {
 	s.Version, s.Head = e.Sequence, e.ChainHash
 	s.EventIDs[e.ID] = e.Sequence
+	if stateIgnores[e.Type] {
+		return // nothing of the payload is kept: spare its decoding
+	}
+	s.applyPayload(e)
+}
+
+// stateIgnores are the event types applyPayload does nothing with: the
+// observations (most of a case's events), placement changes and plan
+// articulations are read by the read models, not by the state.
+var stateIgnores = map[EventType]bool{ObservationRecorded: true, PlacementChanged: true, PlansArticulated: true}
+
+// applyPayload applies what the state keeps of e's payload.
+func (s *State) applyPayload(e Event) {
 	p, err := e.Decode()
 	if err != nil {
 		return

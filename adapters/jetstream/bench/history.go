@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -214,6 +215,7 @@ func overAll(ctx context.Context, e *env, d *dataset, phase string, newWorker fu
 		queues[w] = make(chan []domain.Event, 16)
 		fn := newWorker()
 		wg.Go(func() {
+			pprof.SetGoroutineLabels(pprof.WithLabels(ctx, pprof.Labels("phase", phase)))
 			var werr error
 			for events := range queues[w] {
 				if werr != nil {
@@ -234,6 +236,8 @@ func overAll(ctx context.Context, e *env, d *dataset, phase string, newWorker fu
 			}
 		})
 	}
+	defer pprof.SetGoroutineLabels(ctx)
+	pprof.SetGoroutineLabels(pprof.WithLabels(ctx, pprof.Labels("phase", phase+" (reading)")))
 	cpu := cpuTime()
 	start := time.Now()
 	pending := make([][]domain.Event, workers)
