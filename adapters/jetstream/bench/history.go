@@ -53,6 +53,7 @@ func fill(ctx context.Context, e *env, n int, viewers bool, what string) (*datas
 	return d, nil
 }
 
+// fillUnsynced is fill's writing, on the store reopened without fsync.
 func fillUnsynced(ctx context.Context, e *env, n int, viewers bool, what string) (*dataset, error) {
 	opts := e.opts
 	ctx, cancel := context.WithCancelCause(ctx)
