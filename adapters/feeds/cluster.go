@@ -88,13 +88,28 @@ func ConnectCluster(ctx context.Context, dir, urls string, opts ...ServerOption)
 	return s, nil
 }
 
+// DefaultResolverDir is where, by default, each node of a feeds cluster
+// keeps the account JWTs it holds (relative to its working directory).
+const DefaultResolverDir = "maillage-feeds-jwt"
+
 // ServerConfig renders the nats-server configuration a cluster node needs to
 // trust the authority (ConnectCluster): the operator JWT, the system
-// account and a memory resolver preloaded with every account's JWT. Add it
-// to the configuration of every node of the cluster (with JetStream and the
+// account, and a full account resolver keeping the accounts' JWTs in
+// resolverDir, preloaded with every account's JWT. Add it to the
+// configuration of every node of the cluster (with JetStream and the
 // cluster's routes), the same on each: account JWTs do not expire, and the
 // stanza changes only when authority.json does.
-func (a *Authority) ServerConfig() (string, error) {
+//
+// A full resolver rather than a memory one: the PARTNERS account JWT that
+// PushPartners sends with new revocations is written to resolverDir, and a
+// node that restarts keeps it, the older JWT of its configuration's
+// preload not replacing a newer one (the nodes also pass updates to each
+// other). With a memory resolver a restarted node went back to its
+// configuration's JWT and accepted revoked credentials again.
+func (a *Authority) ServerConfig(resolverDir string) (string, error) {
+	if strings.TrimSpace(resolverDir) == "" {
+		return "", errors.New("feeds: ServerConfig: empty resolver directory")
+	}
 	oc, accounts, sysPub, err := a.accounts()
 	if err != nil {
 		return "", fmt.Errorf("feeds: accounts: %w", err)
@@ -115,7 +130,7 @@ func (a *Authority) ServerConfig() (string, error) {
 	fmt.Fprintf(&b, "# maillage partner feeds: trust the authority of %s\n", a.path)
 	fmt.Fprintf(&b, "operator: %q\n", opJWT)
 	fmt.Fprintf(&b, "system_account: %q\n", sysPub)
-	b.WriteString("resolver: MEMORY\n")
+	fmt.Fprintf(&b, "resolver: {\n  type: full\n  dir: %q\n  allow_delete: false\n}\n", resolverDir)
 	b.WriteString("resolver_preload: {\n")
 	pubs := make([]string, 0, len(accounts))
 	for pub := range accounts {
@@ -132,13 +147,13 @@ func (a *Authority) ServerConfig() (string, error) {
 // PushPartners sends the PARTNERS account JWT, with its revocations, to
 // every node of the NATS cluster at urls (comma-separated, one per node), as
 // a user of the system account ($SYS.REQ.ACCOUNT.<account>.CLAIMS.UPDATE):
-// each node applies it at once and closes the connections of revoked users.
-// A node only updates an account it has loaded, and would later load the
-// one of its configuration: so a user of PARTNERS that may do nothing is
-// connected to each node first. A node that restarts reads its
-// configuration again, so the stanza of ServerConfig must still reach every
-// node. It returns how many nodes answered that they updated the account
-// within wait.
+// each node writes it to its resolver directory (ServerConfig), applies it
+// at once and closes the connections of revoked users; a node that restarts
+// keeps it. A user of PARTNERS that may do nothing is connected to each node
+// first, so that every node has the account loaded when the update comes (a
+// node answered "jwt update skipped" for an account it had not loaded, with
+// the memory resolver of earlier configurations). It returns how many nodes
+// answered that they updated the account within wait.
 func (a *Authority) PushPartners(ctx context.Context, urls string, wait time.Duration) (int, error) {
 	_, accounts, _, err := a.accounts()
 	if err != nil {

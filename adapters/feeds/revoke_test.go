@@ -230,7 +230,7 @@ func TestRevokedCredentialsLoseAccessAtOnce(t *testing.T) {
 		t.Fatalf("new credentials after a restart: %v", err)
 	}
 	// The cluster stanza carries them too.
-	conf, err := other.ServerConfig()
+	conf, err := other.ServerConfig(DefaultResolverDir)
 	if err != nil {
 		t.Fatal(err)
 	}

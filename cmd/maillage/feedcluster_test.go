@@ -23,26 +23,32 @@ import (
 )
 
 // startFeedsCluster opens the feeds' authority under data (as serve
-// would), prints its stanza with "maillage partner cluster-config" and
-// starts 3 nats-server nodes as startNATSCluster does, each configured with
-// that stanza read as a node reads its configuration file: they trust the
-// authority.
+// would), prints its stanza with "maillage partner cluster-config" for each
+// node (each keeps its accounts in a directory of its own, as on machines of
+// their own) and starts 3 nats-server nodes as startNATSCluster does, each
+// reading its stanza as a node reads its configuration file, again at each
+// start: they trust the authority.
 func startFeedsCluster(t *testing.T, data string) (*feeds.Authority, *natsCluster) {
 	t.Helper()
 	auth, err := feeds.OpenAuthority(filepath.Join(data, "feeds"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stanza strings.Builder
-	if err := run(t.Context(), []string{"partner", "cluster-config", "--data", data}, &stanza, &strings.Builder{}); err != nil {
-		t.Fatal(err)
+	var confs []string
+	for i := range 3 {
+		var stanza strings.Builder
+		jwtDir := filepath.Join(t.TempDir(), "jwt")
+		if err := run(t.Context(), []string{"partner", "cluster-config", "--data", data, "--resolver-dir", jwtDir}, &stanza, &strings.Builder{}); err != nil {
+			t.Fatal(err)
+		}
+		conf := filepath.Join(t.TempDir(), fmt.Sprintf("feeds-%d.conf", i))
+		if err := os.WriteFile(conf, []byte(stanza.String()), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		confs = append(confs, conf)
 	}
-	conf := filepath.Join(t.TempDir(), "feeds.conf")
-	if err := os.WriteFile(conf, []byte(stanza.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return auth, startNATSClusterWith(t, 3, func() *natsserver.Options {
-		o, err := natsserver.ProcessConfigFile(conf)
+	return auth, startNATSClusterWith(t, 3, func(i int) *natsserver.Options {
+		o, err := natsserver.ProcessConfigFile(confs[i])
 		if err != nil {
 			t.Fatalf("the stanza of partner cluster-config: %v", err)
 		}
@@ -351,6 +357,10 @@ func TestPartnerRevokeOnANATSCluster(t *testing.T) {
 		revoked = append(revoked, errs)
 	}
 
+	// JWTs carry their issue time in seconds, and a node keeps the newer of
+	// two account JWTs: the revocation must not share the second of the
+	// stanza's preload (nobody revokes within a second of configuring).
+	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(1100 * time.Millisecond)))
 	var out strings.Builder
 	if err := run(ctx, []string{"partner", "revoke", string(mecsActor.Institution), "--data", data, "--feeds-nats", cluster.URLs()}, &out, io.Discard); err != nil {
 		t.Fatal(err)
@@ -374,4 +384,28 @@ func TestPartnerRevokeOnANATSCluster(t *testing.T) {
 			t.Fatalf("node %s still accepts the revoked credentials", url)
 		}
 	}
+
+	// A node that restarts with its configuration unchanged (the stanza
+	// printed before the revocation) still refuses them: it kept the
+	// pushed account in its resolver directory. New credentials work there.
+	cluster.stop(1)
+	cluster.start(1)
+	if nc, _, err := feeds.Dial(urls[1], credsFile, nats.MaxReconnects(0)); err == nil {
+		nc.Close()
+		t.Fatal("a node restarted with the configuration printed before the revocation accepts the revoked credentials")
+	}
+	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(1100 * time.Millisecond))) // issued after the revocation's second
+	fresh, err := auth.PartnerCredentials(mecsActor.Institution, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	freshFile := filepath.Join(t.TempDir(), "mecs-new.creds")
+	if err := os.WriteFile(freshFile, fresh, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	nc, _, err := feeds.Dial(urls[1], freshFile, nats.MaxReconnects(0))
+	if err != nil {
+		t.Fatalf("the restarted node refuses credentials issued after the revocation: %v", err)
+	}
+	nc.Close()
 }

@@ -27,10 +27,12 @@ import (
 // must elect new leaders).
 type natsCluster struct {
 	t       *testing.T
-	opts    []*natsserver.Options
-	nodes   []*natsserver.Server // nil while stopped
-	clients []*proxy             // clients to node i
-	routes  [][]*proxy           // routes[i][j]: node i to node j (nil for i == j)
+	base    func(i int) *natsserver.Options // node i's configuration, read again at every start
+	ports   []int                           // client and route port of each node, then one where nothing listens
+	stores  []string                        // JetStream storage of each node
+	nodes   []*natsserver.Server            // nil while stopped
+	clients []*proxy                        // clients to node i
+	routes  [][]*proxy                      // routes[i][j]: node i to node j (nil for i == j)
 }
 
 // startNATSCluster starts n nodes routed to each other and waits until
@@ -38,44 +40,54 @@ type natsCluster struct {
 // down when the test ends.
 func startNATSCluster(t *testing.T, n int) *natsCluster {
 	t.Helper()
-	return startNATSClusterWith(t, n, func() *natsserver.Options { return &natsserver.Options{} })
+	return startNATSClusterWith(t, n, func(int) *natsserver.Options { return &natsserver.Options{} })
 }
 
-// startNATSClusterWith starts n nodes as startNATSCluster does, each from
-// the options base returns (a configuration file's, say), completed with
-// its name, ports, storage and routes.
-func startNATSClusterWith(t *testing.T, n int, base func() *natsserver.Options) *natsCluster {
+// startNATSClusterWith starts n nodes as startNATSCluster does, node i from
+// the options base(i) returns (its configuration file's, say, read again
+// each time the node starts), completed with its name, ports, storage and
+// routes.
+func startNATSClusterWith(t *testing.T, n int, base func(i int) *natsserver.Options) *natsCluster {
 	t.Helper()
-	c := &natsCluster{t: t, nodes: make([]*natsserver.Server, n)}
+	c := &natsCluster{t: t, base: base, nodes: make([]*natsserver.Server, n), ports: freePorts(t, 2*n+1)}
 	t.Cleanup(c.shutdown)
-	ports := freePorts(t, 2*n+1) // client and route port of each node, and one where nothing listens
-	nowhere := fmt.Sprintf("127.0.0.1:%d", ports[2*n])
 	for i := range n {
-		c.clients = append(c.clients, newProxy(t, fmt.Sprintf("127.0.0.1:%d", ports[2*i])))
+		c.clients = append(c.clients, newProxy(t, fmt.Sprintf("127.0.0.1:%d", c.ports[2*i])))
 		c.routes = append(c.routes, make([]*proxy, n))
+		c.stores = append(c.stores, t.TempDir())
 	}
 	for i := range n {
-		var routes []*url.URL
 		for j := range n {
 			if j != i {
-				c.routes[i][j] = newProxy(t, fmt.Sprintf("127.0.0.1:%d", ports[2*j+1]))
-				routes = append(routes, &url.URL{Scheme: "nats", Host: c.routes[i][j].addr()})
+				c.routes[i][j] = newProxy(t, fmt.Sprintf("127.0.0.1:%d", c.ports[2*j+1]))
 			}
 		}
-		o := base()
-		o.ServerName = fmt.Sprintf("nats-%d", i)
-		o.Host, o.Port, o.ClientAdvertise = "127.0.0.1", ports[2*i], c.clients[i].addr()
-		o.JetStream, o.StoreDir = true, t.TempDir()
-		o.Cluster = natsserver.ClusterOpts{Name: "maillage-test", Host: "127.0.0.1", Port: ports[2*i+1], Advertise: nowhere}
-		o.Routes = routes
-		o.NoSigs, o.NoLog = true, true
-		c.opts = append(c.opts, o)
 	}
 	for i := range n {
 		c.start(i)
 	}
 	c.waitCurrent()
 	return c
+}
+
+// options returns node i's options: its configuration, with its name,
+// ports, storage and routes (through the proxies).
+func (c *natsCluster) options(i int) *natsserver.Options {
+	o := c.base(i)
+	var routes []*url.URL
+	for j, p := range c.routes[i] {
+		if j != i {
+			routes = append(routes, &url.URL{Scheme: "nats", Host: p.addr()})
+		}
+	}
+	o.ServerName = fmt.Sprintf("nats-%d", i)
+	o.Host, o.Port, o.ClientAdvertise = "127.0.0.1", c.ports[2*i], c.clients[i].addr()
+	o.JetStream, o.StoreDir = true, c.stores[i]
+	o.Cluster = natsserver.ClusterOpts{Name: "maillage-test", Host: "127.0.0.1", Port: c.ports[2*i+1],
+		Advertise: fmt.Sprintf("127.0.0.1:%d", c.ports[len(c.ports)-1])}
+	o.Routes = routes
+	o.NoSigs, o.NoLog = true, true
+	return o
 }
 
 // freePorts returns n ports of 127.0.0.1 that were free when asked, taken
@@ -119,7 +131,7 @@ func (c *natsCluster) URLs() string {
 func (c *natsCluster) start(i int) {
 	c.t.Helper()
 	for attempt := 1; ; attempt++ {
-		s, err := natsserver.NewServer(c.opts[i].Clone())
+		s, err := natsserver.NewServer(c.options(i))
 		if err != nil {
 			c.t.Fatalf("node %d: %v", i, err)
 		}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/maillage/maillage/adapters/directory"
@@ -27,10 +28,12 @@ Flags:
 const clusterConfigUsage = `Usage: maillage partner cluster-config [flags]
 
 Prints the nats-server configuration stanza (operator, system account,
-memory resolver preloaded with the accounts) that every node of a NATS
-cluster needs to hold the partner feeds (maillage serve --feeds-nats): the
-nodes then trust the keys under <data>/feeds, and the credentials they
-issue. Copy <data>/feeds/authority.json to every maillage replica.
+full account resolver preloaded with the accounts) that every node of a
+NATS cluster needs to hold the partner feeds (maillage serve --feeds-nats):
+the nodes then trust the keys under <data>/feeds, and the credentials they
+issue. Each node keeps the accounts it is sent (revocations included) in
+--resolver-dir, so that a node that restarts still refuses revoked
+credentials. Copy <data>/feeds/authority.json to every maillage replica.
 
 Flags:
 `
@@ -43,10 +46,11 @@ Revokes every credentials of an institution's partner feed issued until now
 embedded feed server applies it within seconds and closes the connections
 of the revoked credentials; a server started later refuses them. With
 --feeds-nats (one URL per node of the NATS cluster holding the feeds) the
-revocation is pushed to every node at once; put the new "maillage partner
-cluster-config" stanza in each node's configuration too, for its next
-restart. Issue new credentials afterwards with "maillage partner
-credentials".
+revocation is pushed to every node at once, and each node keeps it in its
+resolver directory across restarts; putting the new "maillage partner
+cluster-config" stanza in each node's configuration keeps it even for a
+node whose directory is lost. Issue new credentials afterwards with
+"maillage partner credentials".
 
 Flags:
 `
@@ -124,18 +128,22 @@ func runPartnerClusterConfig(_ context.Context, args []string, stdout, stderr io
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, clusterConfigUsage); fs.PrintDefaults() }
 	data := fs.String("data", env("MAILLAGE_DATA", "data"), "data directory (env MAILLAGE_DATA)")
+	resolverDir := fs.String("resolver-dir", feeds.DefaultResolverDir, "directory where each node keeps the account JWTs it is sent, revocations included (relative to the node's working directory unless absolute)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("partner cluster-config : argument inattendu %q", fs.Arg(0))
 	}
+	if strings.TrimSpace(*resolverDir) == "" {
+		return errors.New("partner cluster-config : --resolver-dir vide ; donnez le répertoire où chaque nœud garde les comptes, par exemple " + feeds.DefaultResolverDir)
+	}
 	dir := filepath.Join(*data, "feeds")
 	auth, err := feeds.OpenAuthority(dir)
 	if err != nil {
 		return err
 	}
-	conf, err := auth.ServerConfig()
+	conf, err := auth.ServerConfig(*resolverDir)
 	if err != nil {
 		return err
 	}
