@@ -299,7 +299,59 @@ func auditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 		bar.finish()
 	}
-	return printReport(stdout, v.Finish(), time.Since(start), pub != nil)
+	err = printReport(stdout, v.Finish(), time.Since(start), pub != nil)
+	if only != uuid.Nil {
+		return err
+	}
+	// The access log, against its seals.
+	start = time.Now()
+	var bar *progressBar
+	arep, aerr := env.access.VerifySeals(ctx, pub, func(seq, last uint64) {
+		if bar == nil {
+			bar = newProgressBar(stderr, "journal des accès", last, "enregistrements")
+		}
+		bar.update(seq, int(seq))
+	})
+	if bar != nil {
+		bar.finish()
+	}
+	if aerr != nil {
+		return errors.Join(err, fmt.Errorf("journal des accès : %w", aerr))
+	}
+	return errors.Join(err, printAccessReport(stdout, arep, time.Since(start), pub != nil))
+}
+
+// errAccessLogBroken is what verify returns when a sealed range of the
+// access log does not verify.
+var errAccessLogBroken = errors.New("access log seal broken")
+
+func printAccessReport(w io.Writer, rep audit.AccessReport, took time.Duration, signed bool) error {
+	fmt.Fprintf(w, "journal des accès : %d enregistrements scellés vérifiés (%d scellement(s)", rep.Verified, rep.Seals)
+	if signed {
+		fmt.Fprint(w, ", signatures contrôlées")
+	}
+	fmt.Fprintf(w, ") en %s ; %d enregistrements pas encore scellés", took.Round(time.Millisecond), rep.Unsealed)
+	if rep.Expired > 0 {
+		fmt.Fprintf(w, " ; %d scellements portent sur des enregistrements expirés", rep.Expired)
+	}
+	fmt.Fprintln(w)
+	if rep.OK() {
+		fmt.Fprintln(w, "OK : aucun enregistrement scellé n'a été modifié, retiré ni ajouté.")
+		return nil
+	}
+	for _, b := range rep.Breaks {
+		switch b.Kind {
+		case audit.AccessBreakChain:
+			fmt.Fprintf(w, "RUPTURE journal des accès, scellement des enregistrements %d à %d : il ne suit pas le scellement précédent "+
+				"(empreinte attendue %s, trouvée %s) : un scellement a été retiré ou modifié\n", b.From, b.To, b.Expected, b.Found)
+		default:
+			fmt.Fprintf(w, "RUPTURE journal des accès, enregistrements %d à %d : empreinte attendue %s, trouvée %s "+
+				"(%d enregistrements lus, %d au scellement) : un enregistrement a été modifié, retiré ou ajouté\n",
+				b.From, b.To, b.Expected, b.Found, b.Records, b.Sealed)
+		}
+	}
+	first := rep.Breaks[0]
+	return fmt.Errorf("%w: %d range(s); first: records %d to %d (%s)", errAccessLogBroken, len(rep.Breaks), first.From, first.To, first.Kind)
 }
 
 // breakWords says which field broke, in French.

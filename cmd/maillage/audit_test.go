@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -153,6 +154,13 @@ func TestAuditVerifyNamesTamperingBelowTheApplication(t *testing.T) {
 	out, err := runCLI(t, "audit", "verify", "--data", dir, "--pubkey", pub)
 	if err != nil || !strings.Contains(out, "OK") || !strings.Contains(out, "7 dossiers") || !strings.Contains(out, "7 têtes signées") {
 		t.Fatalf("untouched store: %v\n%s", err, out)
+	}
+	// The access log was sealed up to the shutdown, and verifies.
+	var sealed, seals int
+	if _, err := fmt.Sscanf(out[strings.Index(out, "journal des accès : "):], "journal des accès : %d enregistrements scellés vérifiés (%d scellement(s)", &sealed, &seals); err != nil ||
+		sealed == 0 || !strings.Contains(out, "signatures contrôlées") || !strings.Contains(out, " ; 0 enregistrements pas encore scellés") ||
+		!strings.Contains(out, "OK : aucun enregistrement scellé n'a été modifié") {
+		t.Fatalf("access log of the untouched store (%d records in %d seals, %v):\n%s", sealed, seals, err, out)
 	}
 
 	tp := newTamperer(t, dir)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	mhttp "github.com/maillage/maillage/adapters/http"
@@ -106,15 +107,17 @@ func (m *Main) openAudit(ctx context.Context) error {
 		return err
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
+	var running sync.WaitGroup
+	running.Go(func() {
 		if err := m.signer.Run(runCtx); err != nil && !errors.Is(err, context.Canceled) {
 			m.log.Error("head signer stopped", "err", err)
 		}
-	}()
-	m.stopSigner = func() { cancel(); <-done }
-	m.log.Info("chain heads signed", "key_id", audit.KeyID(m.signer.PublicKey()), "every", m.SignEvery)
+	})
+	// The access log is sealed with the same key, as often: what was
+	// recorded until the end is sealed when the server stops.
+	running.Go(func() { m.accessLog.RunSealer(runCtx, key, m.SignEvery, m.log.With("component", "access-sealer")) })
+	m.stopSigner = func() { cancel(); running.Wait() }
+	m.log.Info("chain heads and the access log signed", "key_id", audit.KeyID(m.signer.PublicKey()), "every", m.SignEvery)
 	return nil
 }
 
@@ -146,8 +149,8 @@ func (m *Main) auditHTTP() mhttp.Option {
 	}
 }
 
-// closeAudit stops the signer (it signs what changed first) and the key
-// watcher.
+// closeAudit stops the signer and the access log's sealer (each signs
+// what changed first) and the key watcher.
 func (m *Main) closeAudit() error {
 	if m.stopSigner != nil {
 		m.stopSigner()

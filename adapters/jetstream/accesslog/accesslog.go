@@ -14,6 +14,10 @@
 // so that a case's records, or an institution's, are read without scanning
 // the others. Subjects carry no personal data: a case id is a random UUID,
 // institutions are organisations.
+//
+// The log is also tamper-evident: the server seals its records now and
+// then, signing their digest (seal.go, audit.AccessSeal), and
+// VerifySeals finds a sealed record altered, removed or added.
 package accesslog
 
 import (
@@ -56,11 +60,12 @@ var _ domain.AccessLog = (*Log)(nil)
 type Option func(*config) error
 
 type config struct {
-	stream   string
-	prefix   string
-	maxAge   time.Duration
-	replicas int
-	log      *slog.Logger
+	stream    string
+	prefix    string
+	maxAge    time.Duration
+	replicas  int
+	log       *slog.Logger
+	deletable bool // tests: records and seals can be deleted, as by someone tampering below the application
 }
 
 // WithStream sets the stream name and subject prefix (defaults
@@ -97,6 +102,12 @@ func WithReplicas(n int) Option {
 	}
 }
 
+// withDeletesAllowed lets records and seals be deleted (tests standing for
+// someone tampering with the server's storage).
+func withDeletesAllowed() Option {
+	return func(c *config) error { c.deletable = true; return nil }
+}
+
 // WithLogger sets the logger (default slog.Default()).
 func WithLogger(l *slog.Logger) Option {
 	return func(c *config) error {
@@ -126,13 +137,17 @@ func Open(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Log, er
 		MaxMsgs:     -1,
 		MaxBytes:    -1,
 		Discard:     jetstream.DiscardOld,
-		DenyDelete:  true,
-		DenyPurge:   true,
+		DenyDelete:  !cfg.deletable,
+		DenyPurge:   !cfg.deletable,
 	})
 	if err != nil {
 		return nil, unavailable("create stream", err)
 	}
-	return &Log{js: js, cfg: cfg, now: time.Now}, nil
+	l := &Log{js: js, cfg: cfg, now: time.Now}
+	if err := l.openSeals(ctx); err != nil {
+		return nil, unavailable("create the seals stream", err)
+	}
+	return l, nil
 }
 
 // Subject returns the subject of a record.

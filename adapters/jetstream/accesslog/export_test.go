@@ -1,0 +1,4 @@
+package accesslog
+
+// WithDeletesAllowed is withDeletesAllowed, for the tests of this package.
+var WithDeletesAllowed = withDeletesAllowed
