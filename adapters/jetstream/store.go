@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/maillage/maillage/adapters/jetstream/internal/settle"
 	"github.com/maillage/maillage/domain"
 )
 
@@ -111,7 +112,7 @@ func Open(ctx context.Context, opts ...Option) (*Store, error) {
 		s.Close()
 		return nil, unavailable("subscribe", err)
 	}
-	s.stream, err = s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	s.stream, err = settle.CreateOrUpdateStream(ctx, s.js, jetstream.StreamConfig{
 		Name:        cfg.streamName,
 		Description: "maillage case events: one message per append, one subject per case",
 		Subjects:    []string{cfg.subjectPrefix + ".*"},

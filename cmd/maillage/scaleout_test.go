@@ -642,3 +642,29 @@ func TestTwoServersOnOneStore(t *testing.T) {
 		})
 	}
 }
+
+// Given a NATS cluster two of whose nodes are still down when maillage
+// starts (compose starting everything at once, nodes restarting), serve
+// waits for the cluster to place its 3-replica streams instead of failing
+// at once, and records once the nodes are back.
+func TestServeWaitsForItsClusterToSettle(t *testing.T) {
+	cluster := startNATSCluster(t, 3)
+	cluster.stop(1)
+	cluster.stop(2)
+	back := make(chan time.Time, 1)
+	go func() {
+		time.Sleep(2 * time.Second)
+		cluster.start(1)
+		cluster.start(2)
+		back <- time.Now()
+	}()
+	m := startMain(t, "--nats", cluster.URLs())
+	opened := time.Now()
+	if backAt := <-back; opened.Before(backAt) {
+		t.Fatalf("serve opened %s before the third node was back: the test did not wait for anything", backAt.Sub(opened))
+	}
+	var retries atomic.Int64
+	if _, err := recordRetrying(t.Context(), m.cases, openCase(uuid.New()), &retries); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -34,6 +34,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/maillage/maillage/adapters/jetstream/internal/settle"
 	"github.com/maillage/maillage/adapters/jetstream/internal/streamread"
 	"github.com/maillage/maillage/domain"
 	"github.com/maillage/maillage/domain/audit"
@@ -127,7 +128,7 @@ func Open(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Log, er
 			return nil, err
 		}
 	}
-	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	_, err := settle.CreateOrUpdateStream(ctx, js, jetstream.StreamConfig{
 		Name:        cfg.stream,
 		Description: "maillage access log: reads of cases and feed deliveries, never their contents",
 		Subjects:    []string{cfg.prefix + ".>"},

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/maillage/maillage/adapters/jetstream/internal/settle"
 	"github.com/maillage/maillage/adapters/jetstream/internal/streamread"
 	"github.com/maillage/maillage/domain/audit"
 )
@@ -30,7 +31,7 @@ func (c config) sealStream() (name, subject string) { return c.stream + "_SEALS"
 // openSeals creates or updates the seals stream.
 func (l *Log) openSeals(ctx context.Context) error {
 	name, subject := l.cfg.sealStream()
-	_, err := l.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	_, err := settle.CreateOrUpdateStream(ctx, l.js, jetstream.StreamConfig{
 		Name:        name,
 		Description: "maillage access log seals: signed digests of the access log's records",
 		Subjects:    []string{subject},

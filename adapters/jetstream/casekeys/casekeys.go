@@ -30,6 +30,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/maillage/maillage/adapters/jetstream/internal/settle"
 	"github.com/maillage/maillage/domain"
 	"github.com/maillage/maillage/domain/personal"
 )
@@ -120,7 +121,7 @@ func Open(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Keys, e
 	// denies message deletes for good: a destroyed key must be deleted
 	// securely (see Erase). The layout is the KV one, so that the KV API
 	// binds to it.
-	stream, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	stream, err := settle.CreateOrUpdateStream(ctx, js, jetstream.StreamConfig{
 		Name:              "KV_" + cfg.bucket,
 		Description:       "maillage: per-case keys of personal data, and erasure records",
 		Subjects:          []string{"$KV." + cfg.bucket + ".>"},

@@ -19,6 +19,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/maillage/maillage/adapters/jetstream/internal/settle"
 	"github.com/maillage/maillage/adapters/jetstream/internal/streamread"
 	"github.com/maillage/maillage/domain"
 	"github.com/maillage/maillage/domain/audit"
@@ -77,7 +78,7 @@ func OpenHeads(ctx context.Context, js jetstream.JetStream, opts ...HeadsOption)
 			return nil, err
 		}
 	}
-	s, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	s, err := settle.CreateOrUpdateStream(ctx, js, jetstream.StreamConfig{
 		Name:        cfg.stream,
 		Description: "maillage signed chain heads: one message per signed head, one subject per case",
 		Subjects:    []string{cfg.prefix + ".*"},
