@@ -117,14 +117,7 @@ func TestFeedsOnANATSCluster(t *testing.T) {
 
 	// The coordinator's partner system, with credentials issued offline,
 	// on the cluster.
-	creds, err := auth.PartnerCredentials(aseActor.Institution, time.Hour, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	credsPath := filepath.Join(t.TempDir(), "ase-35.creds")
-	if err := os.WriteFile(credsPath, creds, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	credsPath := writePartnerCreds(t, auth, aseActor.Institution)
 	refused := make(chan error, 10)
 	nc, inst, err := feeds.Dial(cluster.URLs(), credsPath, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 		select {
@@ -354,14 +347,7 @@ func TestPartnerRevokeOnANATSCluster(t *testing.T) {
 	ctx := t.Context()
 	data := t.TempDir()
 	auth, cluster := startFeedsCluster(t, data)
-	creds, err := auth.PartnerCredentials(mecsActor.Institution, time.Hour, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	credsFile := filepath.Join(t.TempDir(), "mecs.creds")
-	if err := os.WriteFile(credsFile, creds, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	credsFile := writePartnerCreds(t, auth, mecsActor.Institution)
 	urls := strings.Split(cluster.URLs(), ",")
 	var revoked []chan error
 	for _, url := range []string{urls[0], urls[2]} {
@@ -417,17 +403,24 @@ func TestPartnerRevokeOnANATSCluster(t *testing.T) {
 		t.Fatal("a node restarted with the configuration printed before the revocation accepts the revoked credentials")
 	}
 	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(1100 * time.Millisecond))) // issued after the revocation's second
-	fresh, err := auth.PartnerCredentials(mecsActor.Institution, time.Hour, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	freshFile := filepath.Join(t.TempDir(), "mecs-new.creds")
-	if err := os.WriteFile(freshFile, fresh, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	nc, _, err := feeds.Dial(urls[1], freshFile, nats.MaxReconnects(0))
+	nc, _, err := feeds.Dial(urls[1], writePartnerCreds(t, auth, mecsActor.Institution), nats.MaxReconnects(0))
 	if err != nil {
 		t.Fatalf("the restarted node refuses credentials issued after the revocation: %v", err)
 	}
 	nc.Close()
+}
+
+// writePartnerCreds issues an hour's credentials of inst's partner feed and
+// writes them to a file, whose path it returns.
+func writePartnerCreds(t *testing.T, auth *feeds.Authority, inst domain.InstitutionID) string {
+	t.Helper()
+	creds, err := auth.PartnerCredentials(inst, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), string(inst)+".creds")
+	if err := os.WriteFile(path, creds, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
