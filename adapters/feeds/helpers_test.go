@@ -220,22 +220,29 @@ func readFeed(t *testing.T, nc *nats.Conn, inst domain.InstitutionID) []feedMsg 
 	defer js.DeleteConsumer(context.Background(), StreamName(inst), cons.CachedInfo().Name)
 	pending := cons.CachedInfo().NumPending
 	var out []feedMsg
-	for uint64(len(out)) < pending {
-		batch, err := cons.Fetch(int(min(pending-uint64(len(out)), 500)), njs.FetchMaxWait(5*time.Second))
+	// A retraction deletes the message it retracts: what was counted may
+	// be gone when fetched, so the read ends at the message after which
+	// nothing is pending, not at the count.
+	for done := pending == 0; !done; {
+		batch, err := cons.FetchNoWait(500)
 		if err != nil {
 			t.Fatal(err)
 		}
+		n := 0
 		for m := range batch.Messages() {
+			n++
 			msg, err := ParseMessage(m.Headers(), m.Data())
 			if err != nil {
 				t.Fatal(err)
 			}
 			meta, _ := m.Metadata()
 			out = append(out, feedMsg{Message: msg, streamSeq: meta.Sequence.Stream})
+			done = done || meta.NumPending == 0
 		}
 		if err := batch.Error(); err != nil {
 			t.Fatal(err)
 		}
+		done = done || n == 0
 	}
 	return out
 }

@@ -11,7 +11,7 @@ import (
 )
 
 // Read calls fn, in order, for the messages of stream that cfg selects and
-// that were there when it started, then returns. fn's error stops it and is
+// that were there when it started (and still are), then returns. fn's error stops it and is
 // returned as is. The consumer (ordered: ephemeral, in memory, no acks) is
 // deleted when done.
 func Read(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.OrderedConsumerConfig, fn func(jetstream.Msg) error) error {
@@ -50,6 +50,11 @@ func Read(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstr
 		}
 		if err := fn(m); err != nil {
 			return err
+		}
+		// Messages counted at the start may have been deleted since: the
+		// last one says nothing is left, and none other will come.
+		if meta, err := m.Metadata(); err == nil && meta.NumPending == 0 {
+			return nil
 		}
 	}
 	return nil
