@@ -52,6 +52,10 @@ func Retry[T any](ctx context.Context, op func(context.Context) (T, error)) (T, 
 func Transient(err error) bool {
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode {
+		case jetstream.JSErrCodeJetStreamNotEnabled, jetstream.JSErrCodeJetStreamNotEnabledForAccount:
+			return false // a 503 too, but a configuration to fix, not a wait
+		}
 		return apiErr.ErrorCode == codeNoSuitablePeers || apiErr.ErrorCode == codeClusterNotAvailable || apiErr.Code == 503
 	}
 	return errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse)

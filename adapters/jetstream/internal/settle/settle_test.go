@@ -39,6 +39,11 @@ func TestRetryWaitsOutASettlingClusterOnly(t *testing.T) {
 		t.Fatalf("a configuration error: %v after %d calls, want it at once", err, calls)
 	}
 
+	calls = 0
+	if _, err := Retry(t.Context(), func(context.Context) (int, error) { calls++; return 0, jetstream.ErrJetStreamNotEnabled }); err == nil || calls != 1 {
+		t.Fatalf("a server without JetStream: %v after %d calls, want it at once", err, calls)
+	}
+
 	ctx, cancel := context.WithCancel(t.Context())
 	calls = 0
 	_, err = Retry(ctx, func(context.Context) (int, error) {
