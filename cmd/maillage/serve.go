@@ -165,8 +165,11 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
-	m.served = make(chan error, 1)
-	go func() { m.served <- m.server.Serve(m.listener) }()
+	// The goroutine gets the server and listener now: Close sets m.server
+	// to nil, possibly before the goroutine runs.
+	srv, ln, served := m.server, m.listener, make(chan error, 1)
+	m.served = served
+	go func() { served <- srv.Serve(ln) }()
 	m.log.Info("maillage serving", "addr", m.listener.Addr().String(), "data", m.DataDir, "nats", natsMode(m.NatsURL), "store", m.Store)
 	return nil
 }
