@@ -27,10 +27,12 @@ import (
 )
 
 const auditUsage = `Usage:
-  maillage audit verify [--case ID] [--pubkey FILE] [--data DIR | --nats URL]
-      check the hash chain of every case (or one) in the event store; with
-      --pubkey, also that every chain goes through its signed heads
-  maillage audit verify --file EXPORT.jsonl [--pubkey FILE]
+  maillage audit verify [--case ID] [--pubkey FILE ...] [--data DIR | --nats URL]
+      check the hash chain of every case (or one) in the event store and the
+      access log against its seals; with --pubkey (again for each former
+      key, after a rotation), also the signatures, and that every chain goes
+      through its signed heads
+  maillage audit verify --file EXPORT.jsonl [--pubkey FILE ...]
       check an export offline, with the same code
   maillage audit replay --case ID --as-of T [--event N] [--data DIR | --nats URL]
       the case as it was at T, and what each viewer could see then; with
@@ -210,18 +212,21 @@ func auditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	var sf storeFlags
 	sf.add(fs)
 	caseArg := fs.String("case", "", "verify this case only")
-	pubPath := fs.String("pubkey", "", "public key (PEM) of the server's signing key: also check the signed heads")
+	var keys audit.Keys
+	fs.Func("pubkey", "public key (PEM) of the server's signing key: also check the signed heads and the access log's seals; "+
+		"give it again for each key the server had before a rotation", func(path string) error {
+		pub, err := readPublicKey(path)
+		if err != nil {
+			return err
+		}
+		keys = append(keys, pub)
+		return nil
+	})
 	file := fs.String("file", "", "verify this export (maillage audit export) instead of the store")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	var pub ed25519.PublicKey
-	if *pubPath != "" {
-		var err error
-		if pub, err = readPublicKey(*pubPath); err != nil {
-			return err
-		}
-	}
+	signed := len(keys) > 0
 	start := time.Now()
 	if *file != "" {
 		f, err := os.Open(*file)
@@ -233,11 +238,11 @@ func auditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		if err != nil {
 			return err
 		}
-		rep, err := audit.VerifyExport(x, pub)
+		rep, err := audit.VerifyExport(x, keys)
 		if err != nil {
 			return err
 		}
-		return printReport(stdout, rep, time.Since(start), pub != nil)
+		return printReport(stdout, rep, time.Since(start), signed)
 	}
 	var only domain.CaseID
 	if *caseArg != "" {
@@ -252,7 +257,7 @@ func auditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	defer env.Close()
 	var heads []audit.SignedHead
-	if pub != nil {
+	if signed {
 		all, err := env.heads.All(ctx, false)
 		if err != nil {
 			return fmt.Errorf("têtes signées : %w", err)
@@ -261,9 +266,10 @@ func auditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			if only != uuid.Nil && h.CaseID != only {
 				continue
 			}
-			if err := h.Verify(pub); err != nil {
-				return fmt.Errorf("tête signée du dossier %s (version %d) : la signature ne vérifie pas avec cette clé (%s) : %w",
-					h.CaseID, h.Version, audit.KeyID(pub), err)
+			if err := keys.VerifyHead(h); err != nil {
+				return fmt.Errorf("tête signée du dossier %s (version %d, clé %s) : la signature ne vérifie avec aucune des clés données (%s) ; "+
+					"après un changement de clé, donnez aussi l'ancienne clé publique avec un second --pubkey : %w",
+					h.CaseID, h.Version, h.KeyID, strings.Join(keys.IDs(), ", "), err)
 			}
 			heads = append(heads, h)
 		}
@@ -299,14 +305,14 @@ func auditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 		bar.finish()
 	}
-	err = printReport(stdout, v.Finish(), time.Since(start), pub != nil)
+	err = printReport(stdout, v.Finish(), time.Since(start), signed)
 	if only != uuid.Nil {
 		return err
 	}
 	// The access log, against its seals.
 	start = time.Now()
 	var bar *progressBar
-	arep, aerr := env.access.VerifySeals(ctx, pub, func(seq, last uint64) {
+	arep, aerr := env.access.VerifySeals(ctx, keys, func(seq, last uint64) {
 		if bar == nil {
 			bar = newProgressBar(stderr, "journal des accès", last, "enregistrements")
 		}
@@ -318,7 +324,7 @@ func auditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if aerr != nil {
 		return errors.Join(err, fmt.Errorf("journal des accès : %w", aerr))
 	}
-	return errors.Join(err, printAccessReport(stdout, arep, time.Since(start), pub != nil))
+	return errors.Join(err, printAccessReport(stdout, arep, time.Since(start), signed))
 }
 
 // errAccessLogBroken is what verify returns when a sealed range of the

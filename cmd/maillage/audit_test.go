@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -231,5 +232,40 @@ func TestAuditVerifyNamesTamperingBelowTheApplication(t *testing.T) {
 	wantLine(t, out, ids["drop"], k, "sequence")
 	if _, err := runCLI(t, "audit", "verify", "--data", dir, "--case", ids["reencode"], "--pubkey", pub); err != nil {
 		t.Fatalf("verify an intact case: %v", err)
+	}
+}
+
+// Given a server whose signing key was replaced (the operator kept the old
+// public key and removed the private key; serve made a new one), when a
+// case moves and is read under the new key, then audit verify with the new
+// key alone refuses the heads and seals of the old one and says to give it
+// too, and with both keys everything verifies.
+func TestAuditVerifyAcrossASigningKeyRotation(t *testing.T) {
+	dir := t.TempDir()
+	s := mustServe(t, dir)
+	vars := s.vars
+	s.close()
+	oldPub := filepath.Join(t.TempDir(), "signing-old.pub")
+	if err := os.Rename(filepath.Join(dir, "signing.pub"), oldPub); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, "signing.key")); err != nil {
+		t.Fatal(err)
+	}
+	s = mustServe(t, dir) // a new key
+	s.vars = vars
+	id := s.openCaseWithObservations("TST-35-rotation", 3)
+	wantStatus(t, s.do("GET", "/v1/cases/"+id+"/timeline", "ASE", ""), http.StatusOK)
+	s.close()
+	newPub := filepath.Join(dir, "signing.pub")
+
+	out, err := runCLI(t, "audit", "verify", "--data", dir, "--pubkey", newPub)
+	if err == nil || !strings.Contains(err.Error(), "second --pubkey") {
+		t.Fatalf("verify with the new key only: %v\n%s", err, out)
+	}
+	out, err = runCLI(t, "audit", "verify", "--data", dir, "--pubkey", newPub, "--pubkey", oldPub)
+	if err != nil || !strings.Contains(out, "OK : toutes les chaînes vérifient") || !strings.Contains(out, "4 têtes signées") ||
+		!strings.Contains(out, "signatures contrôlées") || !strings.Contains(out, "OK : aucun enregistrement scellé") {
+		t.Fatalf("verify with both keys: %v\n%s", err, out)
 	}
 }

@@ -2,6 +2,7 @@ package audit_test
 
 import (
 	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -163,5 +164,39 @@ func TestAccessSealSignature(t *testing.T) {
 	s.Records++
 	if err := s.Verify(pub); err == nil {
 		t.Fatal("a seal whose count was changed verifies")
+	}
+}
+
+// Given heads and seals signed before and after a rotation of the signing
+// key, each is checked with the key it names: both keys verify everything,
+// the new key alone refuses what the old one signed.
+func TestKeysAcrossARotation(t *testing.T) {
+	oldPub, oldKey, _ := ed25519.GenerateKey(nil)
+	newPub, newKey, _ := ed25519.GenerateKey(nil)
+	records := accessRecords(1, 20)
+	before := sealAll(oldKey, records, 10)
+	after := audit.NewAccessSeal(&before[0], 1)
+	for _, r := range records[10:] {
+		after.Add(r.seq, r.subject, r.data)
+	}
+	seals := []audit.AccessSeal{before[0], audit.SignSeal(newKey, after)}
+	both, onlyNew := audit.Keys{newPub, oldPub}, audit.Keys{newPub}
+	for _, s := range seals {
+		if err := both.VerifySeal(s); err != nil {
+			t.Fatalf("seal %d-%d with both keys: %v", s.From, s.To, err)
+		}
+	}
+	if err := onlyNew.VerifySeal(seals[0]); !errors.Is(err, audit.ErrBadSignature) {
+		t.Fatalf("a seal of the old key with the new key only: %v", err)
+	}
+	if rep := checkAccess(seals, records); !rep.OK() || rep.Verified != 20 {
+		t.Fatalf("the chain of seals across the rotation: %+v", rep)
+	}
+	h := audit.Sign(oldKey, audit.SignedHead{Version: 3, SignedAt: time.Now()})
+	if err := both.VerifyHead(h); err != nil {
+		t.Fatal(err)
+	}
+	if err := onlyNew.VerifyHead(h); !errors.Is(err, audit.ErrBadSignature) {
+		t.Fatalf("a head of the old key with the new key only: %v", err)
 	}
 }

@@ -234,7 +234,7 @@ func TestExportVerifiesOfflineAndShowsTampering(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r, err := VerifyExport(x, pub); err != nil || !r.OK() || r.SignedHeads != 1 || r.Events != len(c) {
+	if r, err := VerifyExport(x, Keys{pub}); err != nil || !r.OK() || r.SignedHeads != 1 || r.Events != len(c) {
 		t.Fatalf("export: %+v %v", r, err)
 	}
 	// An event edited in the file (line 0 is the header).
@@ -243,7 +243,7 @@ func TestExportVerifiesOfflineAndShowsTampering(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := VerifyExport(x, pub)
+	r, err := VerifyExport(x, Keys{pub})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +251,7 @@ func TestExportVerifiesOfflineAndShowsTampering(t *testing.T) {
 	// A signed head from another key.
 	_, other, _ := ed25519.GenerateKey(rand.Reader)
 	x.SignedHeads[0] = Sign(other, x.SignedHeads[0])
-	if _, err := VerifyExport(x, pub); !errors.Is(err, ErrBadSignature) {
+	if _, err := VerifyExport(x, Keys{pub}); !errors.Is(err, ErrBadSignature) {
 		t.Fatalf("head signed by another key: %v", err)
 	}
 	if _, err := ReadExport(strings.NewReader(`{"event":{}}`)); !errors.Is(err, ErrBadExport) {

@@ -3,7 +3,6 @@ package audit
 import (
 	"bufio"
 	"bytes"
-	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -123,16 +122,17 @@ func ReadExport(r io.Reader) (Export, error) {
 // VerifyExport checks an export offline with the same code as the store's
 // verification: every event's leaf and chain, the header's version and
 // head, and, with pub, the signed heads' signatures and that the chain goes
-// through them. A break is reported in the Report; a signed head that does
-// not verify, or an export for another case, is an error.
-func VerifyExport(x Export, pub ed25519.PublicKey) (Report, error) {
+// through them (keys: the server's signing keys, each head checked with
+// the one it names). A break is reported in the Report; a signed head that
+// does not verify, or an export for another case, is an error.
+func VerifyExport(x Export, keys Keys) (Report, error) {
 	var heads []SignedHead
-	if pub != nil {
+	if len(keys) > 0 {
 		for _, h := range x.SignedHeads {
 			if h.CaseID != x.Header.CaseID {
 				return Report{}, fmt.Errorf("%w: signed head of case %s in the export of %s", ErrBadExport, h.CaseID, x.Header.CaseID)
 			}
-			if err := h.Verify(pub); err != nil {
+			if err := keys.VerifyHead(h); err != nil {
 				return Report{}, err
 			}
 		}

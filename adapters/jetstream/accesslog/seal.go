@@ -175,19 +175,20 @@ func (l *Log) Seals(ctx context.Context) ([]audit.AccessSeal, error) {
 	return out, nil
 }
 
-// VerifySeals checks the log against its seals: with pub, every seal's
-// signature first (a seal that does not verify is an error naming it),
+// VerifySeals checks the log against its seals: with keys (the server's
+// signing keys), every seal's signature first, each with the key it names
+// (a seal that does not verify is an error naming it),
 // then every record kept, in stream order, against the seals' digests.
 // progress, when not nil, is called now and then with the stream sequence
 // reached and the last one.
-func (l *Log) VerifySeals(ctx context.Context, pub ed25519.PublicKey, progress func(seq, last uint64)) (audit.AccessReport, error) {
+func (l *Log) VerifySeals(ctx context.Context, keys audit.Keys, progress func(seq, last uint64)) (audit.AccessReport, error) {
 	seals, err := l.Seals(ctx)
 	if err != nil {
 		return audit.AccessReport{}, err
 	}
-	if pub != nil {
+	if len(keys) > 0 {
 		for _, s := range seals {
-			if err := s.Verify(pub); err != nil {
+			if err := keys.VerifySeal(s); err != nil {
 				return audit.AccessReport{}, err
 			}
 		}

@@ -67,14 +67,14 @@ func TestSealsMakeTheAccessLogTamperEvident(t *testing.T) {
 	seal(t, log, key, 5)
 	recordN(t, log, 3)
 
-	rep, err := log.VerifySeals(ctx, pub, nil)
+	rep, err := log.VerifySeals(ctx, audit.Keys{pub}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !rep.OK() || rep.Seals != 2 || rep.Verified != 15 || rep.Unsealed != 3 {
 		t.Fatalf("untouched log: %+v", rep)
 	}
-	if _, err := log.VerifySeals(ctx, other, nil); !errors.Is(err, audit.ErrBadSignature) {
+	if _, err := log.VerifySeals(ctx, audit.Keys{other}, nil); !errors.Is(err, audit.ErrBadSignature) {
 		t.Fatalf("seals checked with another key: %v, want %v", err, audit.ErrBadSignature)
 	}
 
@@ -97,7 +97,7 @@ func TestSealsMakeTheAccessLogTamperEvident(t *testing.T) {
 	if _, err := store.JetStream().Publish(ctx, m.Subject, []byte(`{"kind":"timeline","purpose":"rien à signaler"}`)); err != nil {
 		t.Fatal(err)
 	}
-	rep, err = log.VerifySeals(ctx, pub, nil)
+	rep, err = log.VerifySeals(ctx, audit.Keys{pub}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +148,7 @@ func TestConcurrentSealersNeverForkTheChain(t *testing.T) {
 		sealed.Range(func(_, v any) bool { total += *v.(*uint64); return true })
 		return 200 - total
 	}())
-	rep, err := log.VerifySeals(ctx, pub, nil)
+	rep, err := log.VerifySeals(ctx, audit.Keys{pub}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
