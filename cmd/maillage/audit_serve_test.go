@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -346,10 +347,16 @@ func feedSecrets(t *testing.T, m *Main, secrets []string) []string {
 		t.Fatal(err)
 	}
 	err = filepath.WalkDir(filepath.Join(m.DataDir, "feeds"), func(path string, d os.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // a temporary file the running server renamed meanwhile: its bytes are in the renamed one
+		}
 		if err != nil || d.IsDir() {
 			return err
 		}
 		b, err := os.ReadFile(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
 		raw.Write(b)
 		return err
 	})
