@@ -23,9 +23,16 @@ import (
 // the authority: its nodes' configuration holds the stanza of
 // Authority.ServerConfig. Partners connect to the cluster with credentials
 // from the same authority. The Server it returns runs no nats-server (NATS
-// returns nil); Close closes the connection. Only WithServerLogger applies.
+// returns nil); Close closes the connection. WithServerLogger,
+// WithAuthorityPoll and WithRevocationRefresh apply.
+//
+// While connected it keeps the nodes told of the partners' revocations:
+// when authority.json changes (maillage partner revoke, which works
+// offline) and, while any revocation is in force, at start and every
+// WithRevocationRefresh, it pushes the PARTNERS account to every node
+// (Authority.PushPartners).
 func ConnectCluster(ctx context.Context, dir, urls string, opts ...ServerOption) (*Server, error) {
-	cfg := serverConfig{log: slog.Default()}
+	cfg := serverConfig{log: slog.Default(), poll: DefaultAuthorityPoll, refresh: DefaultRevocationRefresh}
 	for _, o := range opts {
 		if err := o(&cfg); err != nil {
 			return nil, err
@@ -65,7 +72,12 @@ func ConnectCluster(ctx context.Context, dir, urls string, opts ...ServerOption)
 	if err != nil {
 		return nil, fmt.Errorf("feeds: connect to %s (does the cluster trust the authority of %s? see Authority.ServerConfig): %w", strings.Join(list, ","), dir, err)
 	}
-	s := &Server{urls: list, auth: auth, nc: nc, log: cfg.log}
+	partners, err := json.Marshal(auth.partnersAccount())
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("feeds: accounts: %w", err)
+	}
+	s := &Server{urls: list, auth: auth, nc: nc, log: cfg.log, partners: partners}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		s.Close()
@@ -85,7 +97,32 @@ func ConnectCluster(ctx context.Context, dir, urls string, opts ...ServerOption)
 		s.Close()
 		return nil, err
 	}
+	s.stopWatch, s.watchDone = make(chan struct{}), make(chan struct{})
+	go s.watchAuthority(cfg.poll, cfg.refresh)
 	return s, nil
+}
+
+// pushWait is how long a push of the PARTNERS account waits for the nodes
+// to confirm.
+const pushWait = 2 * time.Second
+
+// pushPartners pushes the PARTNERS account, as the authority now has it,
+// to every node of the cluster, and logs how many confirmed.
+func (s *Server) pushPartners(ctx context.Context, why string) error {
+	s.pushedAt = time.Now()
+	n, err := s.auth.PushPartners(ctx, strings.Join(s.urls, ","), pushWait)
+	revocations := len(s.auth.partnersAccount().Revocations)
+	switch {
+	case err != nil:
+		return fmt.Errorf("push to the NATS cluster (%d of %d nodes confirmed): %w", n, len(s.urls), err)
+	case n < len(s.urls):
+		s.log.Warn("feeds: partner revocations pushed, but not every node of the NATS cluster confirmed", "why", why, "revocations", revocations, "nodes", n, "urls", len(s.urls))
+	case why == "changed":
+		s.log.Info("feeds: partner revocations pushed to the NATS cluster", "revocations", revocations, "nodes", n)
+	default:
+		s.log.Debug("feeds: partner revocations pushed to the NATS cluster", "why", why, "revocations", revocations, "nodes", n)
+	}
+	return nil
 }
 
 // DefaultResolverDir is where, by default, each node of a feeds cluster
@@ -152,14 +189,18 @@ func (a *Authority) ServerConfig(resolverDir string) (string, error) {
 // keeps it. A user of PARTNERS that may do nothing is connected to each node
 // first, so that every node has the account loaded when the update comes (a
 // node answered "jwt update skipped" for an account it had not loaded, with
-// the memory resolver of earlier configurations). It returns how many nodes
-// answered that they updated the account within wait.
+// the memory resolver of earlier configurations). A node that cannot be
+// reached is skipped (it fetches the account from the others when it comes
+// back); none reachable is an error. It returns how many nodes answered
+// that they updated the account, waiting at most wait for them.
 func (a *Authority) PushPartners(ctx context.Context, urls string, wait time.Duration) (int, error) {
 	_, accounts, _, err := a.accounts()
 	if err != nil {
 		return 0, fmt.Errorf("feeds: accounts: %w", err)
 	}
 	partnersPub, _ := a.partners.PublicKey()
+	var reachable []string
+	var unreachable []error
 	for u := range strings.SplitSeq(urls, ",") {
 		if u = strings.TrimSpace(u); u == "" {
 			continue
@@ -173,14 +214,22 @@ func (a *Authority) PushPartners(ctx context.Context, urls string, wait time.Dur
 		}
 		nc, err := nats.Connect(u, nats.Name("maillage-admin"), nats.UserJWTAndSeed(token, string(seed)), nats.NoReconnect(), nats.DontRandomize())
 		if err != nil {
-			return 0, fmt.Errorf("feeds: connect to %s: %w", u, err)
+			// A node that is down gets the account from the others' resolvers
+			// when it comes back: the rest are told now.
+			unreachable = append(unreachable, fmt.Errorf("connect to %s: %w", u, err))
+			continue
 		}
 		defer nc.Close()
+		reachable = append(reachable, u)
+	}
+	if len(reachable) == 0 {
+		return 0, fmt.Errorf("feeds: no node of %s reachable: %w", urls, errors.Join(unreachable...))
 	}
 	token, seed, err := a.toolUser(a.system, "maillage-admin", nil)
 	if err != nil {
 		return 0, err
 	}
+	urls = strings.Join(reachable, ",")
 	nc, err := nats.Connect(urls, nats.Name("maillage-admin"), nats.UserJWTAndSeed(token, string(seed)))
 	if err != nil {
 		return 0, fmt.Errorf("feeds: connect to %s as the system account: %w", urls, err)
@@ -213,6 +262,9 @@ func (a *Authority) PushPartners(ctx context.Context, urls string, wait time.Dur
 			}
 			if json.Unmarshal(m.Data, &r) == nil && r.Error == nil && r.Data != nil && r.Data.Message == "jwt updated" {
 				updated++
+			}
+			if updated == len(reachable) {
+				return updated, nil // every reachable node answered
 			}
 		case <-timer.C:
 			return updated, nil

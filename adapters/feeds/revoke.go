@@ -2,6 +2,7 @@ package feeds
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,8 +36,8 @@ type issuedUser struct {
 //
 // Revoke writes authority.json; a running feed server (StartServer)
 // applies it within its polling interval (WithAuthorityPoll) and closes the
-// connections of the revoked users. Nodes of a NATS cluster
-// (ConnectCluster) need the new ServerConfig and a reload.
+// connections of the revoked users; one on a NATS cluster (ConnectCluster)
+// pushes it to the nodes (PushPartners), which close them.
 //
 // Expired credentials are dropped from the record meanwhile (users and
 // revocations both): the server refuses them anyway.
@@ -159,6 +160,13 @@ func (a *Authority) setState(issued map[string][]issuedUser, revocations map[str
 	a.issued, a.revocations = issued, revocations
 }
 
+// revoking reports whether the PARTNERS account lists any revocation.
+func (a *Authority) revoking() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.revocations) > 0
+}
+
 // sameKeys reports whether b holds the same operator and account keys as a.
 func (a *Authority) sameKeys(b *Authority) bool {
 	for _, k := range [][2]nkeys.KeyPair{
@@ -236,47 +244,68 @@ func lockFile(path string) (func(), error) {
 
 // watchAuthority checks authority.json every interval and, when the
 // PARTNERS account it describes changed (a revocation by another process:
-// maillage partner revoke runs offline), applies it to the running server.
-// It stops when stopWatch is closed.
-func (s *Server) watchAuthority(every time.Duration) {
+// maillage partner revoke runs offline), applies it to the embedded server
+// or pushes it to the nodes of the cluster. On a cluster, while any
+// revocation is in force, it also pushes it at start and every refresh
+// (WithRevocationRefresh, 0: never). It stops when stopWatch is closed.
+func (s *Server) watchAuthority(every, refresh time.Duration) {
 	defer close(s.watchDone)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-s.stopWatch:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	type stamp struct {
 		mod  time.Time
 		size int64
 	}
-	var seen stamp
-	for {
-		select {
-		case <-s.stopWatch:
-			return
-		case <-tick.C:
+	var seen stamp // zero: the first check reads the file
+	for first := true; ; first = false {
+		if !first {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
 		}
-		fi, err := os.Stat(s.auth.path)
-		if err != nil {
+		if fi, err := os.Stat(s.auth.path); err != nil {
 			if seen != (stamp{}) {
 				s.log.Warn("feeds: authority.json unreadable, revocations not followed", "err", err)
 			}
 			seen = stamp{}
-			continue
+		} else if now := (stamp{fi.ModTime(), fi.Size()}); now != seen {
+			// Read once per change: a file that cannot be applied is
+			// reported once, and read again when it changes.
+			seen = now
+			if err := s.reloadAuthority(ctx); err != nil && ctx.Err() == nil {
+				s.log.Error("feeds: revocations of authority.json not applied", "err", err)
+			}
 		}
-		now := stamp{fi.ModTime(), fi.Size()}
-		if now == seen {
-			continue
-		}
-		// Read once per change: a file that cannot be applied is reported
-		// once, and read again when it changes.
-		seen = now
-		if err := s.reloadAuthority(); err != nil {
-			s.log.Error("feeds: revocations of authority.json not applied", "err", err)
+		// At start too: revocations written while no server ran, offline,
+		// were told to no node.
+		due := first || (refresh > 0 && time.Since(s.pushedAt) >= refresh)
+		if s.srv == nil && due && s.auth.revoking() {
+			why := "refresh"
+			if first {
+				why = "start"
+			}
+			if err := s.pushPartners(ctx, why); err != nil && ctx.Err() == nil {
+				s.log.Error("feeds: partner revocations not pushed again to the NATS cluster", "err", err)
+			}
 		}
 	}
 }
 
-// reloadAuthority reads authority.json and applies its PARTNERS account to
-// the server if it changed.
-func (s *Server) reloadAuthority() error {
+// reloadAuthority reads authority.json and, if the PARTNERS account it
+// describes changed, applies it to the embedded server or pushes it to the
+// cluster's nodes.
+func (s *Server) reloadAuthority(ctx context.Context) error {
 	b, err := os.ReadFile(s.auth.path)
 	if err != nil {
 		return err
@@ -295,6 +324,13 @@ func (s *Server) reloadAuthority() error {
 		return err
 	}
 	if bytes.Equal(js, s.partners) {
+		return nil
+	}
+	if s.srv == nil {
+		if err := s.pushPartners(ctx, "changed"); err != nil {
+			return err
+		}
+		s.partners = js
 		return nil
 	}
 	closed, err := s.applyPartners(claims)

@@ -36,11 +36,11 @@ type Server struct {
 	log      *slog.Logger
 	resolver *server.MemAccResolver
 
-	// The watch of authority.json (embedded server only): see
-	// watchAuthority.
+	// The watch of authority.json: see watchAuthority.
 	stopWatch chan struct{}
 	watchDone chan struct{}
-	partners  []byte // the PARTNERS account's claims last applied, as JSON
+	partners  []byte    // the PARTNERS account's claims last applied, as JSON
+	pushedAt  time.Time // on a cluster: when the PARTNERS account was last pushed to its nodes
 
 	closeOnce sync.Once
 }
@@ -49,15 +49,21 @@ type Server struct {
 type ServerOption func(*serverConfig) error
 
 type serverConfig struct {
-	listen string
-	tls    *tls.Config
-	log    *slog.Logger
-	poll   time.Duration
+	listen  string
+	tls     *tls.Config
+	log     *slog.Logger
+	poll    time.Duration
+	refresh time.Duration
 }
 
-// DefaultAuthorityPoll is how often the embedded feed server reads
-// authority.json again, for revocations made by another process.
+// DefaultAuthorityPoll is how often a feed server reads authority.json
+// again, for revocations made by another process.
 const DefaultAuthorityPoll = 2 * time.Second
+
+// DefaultRevocationRefresh is how often a feed server on a NATS cluster
+// pushes the partners' revocations to the nodes again (see
+// WithRevocationRefresh).
+const DefaultRevocationRefresh = time.Minute
 
 // WithPartnerListen makes the server accept partner connections on addr
 // (host:port; port 0 picks a free one). Without it the server listens to no
@@ -100,16 +106,38 @@ func WithServerLogger(l *slog.Logger) ServerOption {
 	}
 }
 
-// WithAuthorityPoll sets how often the embedded server checks
-// authority.json for revocations made by another process (maillage partner
-// revoke), default DefaultAuthorityPoll. It does not apply to
-// ConnectCluster.
+// WithAuthorityPoll sets how often the server checks authority.json for
+// revocations made by another process (maillage partner revoke), default
+// DefaultAuthorityPoll. The embedded server applies them; on a NATS
+// cluster (ConnectCluster) they are pushed to the nodes.
 func WithAuthorityPoll(d time.Duration) ServerOption {
 	return func(c *serverConfig) error {
 		if d < time.Millisecond {
 			return fmt.Errorf("feeds: WithAuthorityPoll: %s, want at least 1ms", d)
 		}
 		c.poll = d
+		return nil
+	}
+}
+
+// WithRevocationRefresh sets how often, on a NATS cluster
+// (ConnectCluster), the PARTNERS account is pushed to the nodes again while
+// any revocation is in force, even unchanged (default
+// DefaultRevocationRefresh; 0: only at start and when authority.json
+// changes). Each push
+// has a new issue time, so every node applies it again and closes any
+// connection of a revoked user it holds. nats-server can let such a user
+// in: a node that restarts loads the account when the first client comes,
+// and a client authenticated while that load is under way is checked
+// against no revocation (the account is marked current before its
+// revocations are set) and stays connected. It does not apply to
+// StartServer, whose server has the account before it accepts anyone.
+func WithRevocationRefresh(d time.Duration) ServerOption {
+	return func(c *serverConfig) error {
+		if d != 0 && d < time.Second {
+			return fmt.Errorf("feeds: WithRevocationRefresh: %s, want 0 or at least 1s (a JWT's issue time is in seconds)", d)
+		}
+		c.refresh = d
 		return nil
 	}
 }
@@ -204,7 +232,7 @@ func StartServer(ctx context.Context, dir string, opts ...ServerOption) (*Server
 		return nil, err
 	}
 	s.stopWatch, s.watchDone = make(chan struct{}), make(chan struct{})
-	go s.watchAuthority(cfg.poll)
+	go s.watchAuthority(cfg.poll, 0)
 	return s, nil
 }
 

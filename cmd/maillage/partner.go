@@ -211,8 +211,11 @@ func runPartnerRevoke(ctx context.Context, args []string, stdout, stderr io.Writ
 			return fmt.Errorf("partner revoke : révocation enregistrée, mais aucun nœud du cluster NATS %s n'a confirmé l'avoir appliquée (refaites la commande, ou rechargez les nœuds avec la nouvelle configuration de « maillage partner cluster-config »)", *feedsNATS)
 		}
 		fmt.Fprintf(stdout, "Cluster NATS des flux : révocation appliquée par %d nœud(s), leurs connexions fermées ; %s\n", nodes, stanza)
+		if urls := len(strings.Split(*feedsNATS, ",")); nodes < urls {
+			fmt.Fprintf(stdout, "%d nœud(s) sur %d n'ont pas confirmé : ils la reçoivent de leurs pairs à leur retour, et un maillage serve --feeds-nats en marche la leur pousse de nouveau (--feeds-revocation-refresh).\n", urls-nodes, urls)
+		}
 	} else {
-		fmt.Fprintf(stdout, "Si les flux sont sur un cluster NATS (serve --feeds-nats) : refaites la commande avec --feeds-nats pour l'appliquer à ses nœuds, et %s\n", stanza)
+		fmt.Fprintf(stdout, "Si les flux sont sur un cluster NATS : un maillage serve --feeds-nats en marche pousse la révocation à ses nœuds en quelques secondes ; sinon refaites la commande avec --feeds-nats. Et %s\n", stanza)
 	}
 	fmt.Fprintf(stdout, "Nouveaux identifiants : maillage partner credentials %s --data %s\n", inst, *data)
 	return nil
