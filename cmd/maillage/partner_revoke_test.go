@@ -92,7 +92,7 @@ func TestPartnerRevoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	for path, want := range map[string]bool{home1: true, home2: true, ditep: false} {
-		key := userKey(t, path)
+		key := credsUser(t, path).Subject
 		if _, got := file.Revocations[key]; got != want {
 			t.Errorf("%s: revoked in authority.json %t, want %t", filepath.Base(path), got, want)
 		}
@@ -124,8 +124,8 @@ func TestPartnerRevoke(t *testing.T) {
 	}
 }
 
-// userKey returns the user public key of a credentials file.
-func userKey(t *testing.T, path string) string {
+// credsUser returns the user claims of a credentials file.
+func credsUser(t *testing.T, path string) *jwt.UserClaims {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -139,5 +139,5 @@ func userKey(t *testing.T, path string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return uc.Subject
+	return uc
 }
