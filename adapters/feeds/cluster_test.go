@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
@@ -89,6 +91,41 @@ func waitRevoked(t *testing.T, p *partnerConn, within time.Duration, what string
 	}
 }
 
+// watchPushes counts the PARTNERS account JWTs pushed to the node at url
+// other than by forgetRevocations: it returns how many so far.
+func watchPushes(t *testing.T, auth *Authority, url string) func() int {
+	t.Helper()
+	user, seed, err := auth.toolUser(auth.system, "test-watch", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(url, nats.UserJWTAndSeed(user, string(seed)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	pub, _ := auth.partners.PublicKey()
+	var mu sync.Mutex
+	n := 0
+	if _, err := nc.Subscribe("$SYS.REQ.ACCOUNT."+pub+".CLAIMS.UPDATE", func(m *nats.Msg) {
+		if ac, err := jwt.DecodeAccountClaims(string(m.Data)); err == nil && len(ac.Revocations) > 0 {
+			mu.Lock()
+			n++
+			mu.Unlock()
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return n
+	}
+}
+
 // Given a node that trusts the authority and a partner connected to it,
 // feeds on it (ConnectCluster) tell it of the revocations written while no
 // feed server ran, at start; then, running, of one written by another
@@ -147,18 +184,25 @@ func TestAClusterFeedServerKeepsTheNodesToldOfRevocations(t *testing.T) {
 	srv.Close()
 
 	// The node forgets; revoked credentials get in; a refresh closes them.
+	// The start push is awaited first, so that only a refresh can.
+	pushes := watchPushes(t, auth, url)
 	connect(time.Second)
+	for deadline := time.Now().Add(10 * time.Second); pushes() == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no push at start while revocations are in force")
+		}
+	}
 	var again *partnerConn
 	for attempt := 1; again == nil; attempt++ {
 		forgetRevocations(t, auth, url)
-		if err := refused(url, mecsCreds); err != nil {
+		if again, err = tryConnectPartner(url, mecsCreds); err != nil {
 			if attempt == 20 {
 				t.Fatalf("the node never let the revoked credentials in again: %v", err)
 			}
-			continue // a push came in between
+			again = nil // a refresh came in between
 		}
-		again = connectPartner(t, url, mecsCreds)
 	}
+	t.Cleanup(again.nc.Close)
 	waitRevoked(t, again, 10*time.Second, "a node that forgot the revocations")
 	if err := refused(url, mecsCreds); err == nil {
 		t.Fatal("the node accepts the revoked credentials after the refresh")

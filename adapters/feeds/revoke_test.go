@@ -41,6 +41,17 @@ func (p *partnerConn) sawErr(target error) bool {
 // reconnecting as a partner system would (Dial's default).
 func connectPartner(t *testing.T, url, path string) *partnerConn {
 	t.Helper()
+	p, err := tryConnectPartner(url, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.nc.Close)
+	return p
+}
+
+// tryConnectPartner is connectPartner for a connection that may be refused: the
+// caller closes it.
+func tryConnectPartner(url, path string) (*partnerConn, error) {
 	p := &partnerConn{}
 	record := func(err error) {
 		if err != nil {
@@ -53,11 +64,10 @@ func connectPartner(t *testing.T, url, path string) *partnerConn {
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { record(err) }),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { record(err) }))
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	t.Cleanup(nc.Close)
 	p.nc = nc
-	return p
+	return p, nil
 }
 
 // readFeedOnce reads inst's stream information and the last message of a
