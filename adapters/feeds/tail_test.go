@@ -16,6 +16,8 @@ import (
 // tailer runs the reference subscriber of one partner in the background.
 type tailer struct {
 	t      *testing.T
+	e      *env
+	inst   domain.InstitutionID
 	mu     sync.Mutex
 	got    []Delivery
 	cancel context.CancelFunc
@@ -30,7 +32,7 @@ func (e *env) tail(inst domain.InstitutionID) *tailer {
 		e.t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(e.ctx)
-	tr := &tailer{t: e.t, cancel: cancel, ended: make(chan error, 1)}
+	tr := &tailer{t: e.t, e: e, inst: inst, cancel: cancel, ended: make(chan error, 1)}
 	go func() {
 		for {
 			err := tl.Run(ctx, func(d Delivery) error {
@@ -51,13 +53,38 @@ func (e *env) tail(inst domain.InstitutionID) *tailer {
 	return tr
 }
 
+// stop stops the subscriber and waits until the server dropped its pull
+// request: until then the server can still deliver new messages to it,
+// which nobody reads, and a subscriber started next receives them only
+// when their acknowledgement times out (seen: "resumed with 4
+// deliveries, want the 6 new ones").
 func (tr *tailer) stop() {
-	if tr.cancel != nil {
-		tr.cancel()
-		if err := <-tr.ended; err != nil {
-			tr.t.Error(err)
+	if tr.cancel == nil {
+		return
+	}
+	tr.cancel()
+	if err := <-tr.ended; err != nil {
+		tr.t.Error(err)
+	}
+	tr.cancel = nil
+	js, err := njs.New(tr.e.feeds.Conn())
+	if err != nil {
+		tr.t.Error(err)
+		return
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		cons, err := js.Consumer(tr.e.ctx, StreamName(tr.inst), PartnerConsumer)
+		if err == nil {
+			var info *njs.ConsumerInfo
+			if info, err = cons.Info(tr.e.ctx); err == nil && info.NumWaiting == 0 {
+				return
+			}
 		}
-		tr.cancel = nil
+		if time.Now().After(deadline) {
+			tr.t.Errorf("%s: the stopped subscriber's pull request is still waiting at the server (%v)", tr.inst, err)
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
