@@ -107,17 +107,25 @@ func ConnectCluster(ctx context.Context, dir, urls string, opts ...ServerOption)
 const pushWait = 2 * time.Second
 
 // pushPartners pushes the PARTNERS account, as the authority now has it,
-// to every node of the cluster, and logs how many confirmed.
+// to every node of the cluster, and logs how many confirmed. When no node
+// could be told, pushFailed is set, for watchAuthority to try again.
 func (s *Server) pushPartners(ctx context.Context, why string) error {
 	s.pushedAt = time.Now()
+	claims := s.auth.partnersAccount()
+	revocations := len(claims.Revocations)
 	n, err := s.auth.PushPartners(ctx, strings.Join(s.urls, ","), pushWait)
-	revocations := len(s.auth.partnersAccount().Revocations)
+	s.pushFailed = err != nil || n == 0
+	if !s.pushFailed {
+		s.partners, _ = json.Marshal(claims)
+	}
 	switch {
 	case err != nil:
 		return fmt.Errorf("push to the NATS cluster (%d of %d nodes confirmed): %w", n, len(s.urls), err)
+	case n == 0:
+		return fmt.Errorf("push to the NATS cluster: no node of %d confirmed within %s", len(s.urls), pushWait)
 	case n < len(s.urls):
 		s.log.Warn("feeds: partner revocations pushed, but not every node of the NATS cluster confirmed", "why", why, "revocations", revocations, "nodes", n, "urls", len(s.urls))
-	case why == "changed":
+	case why == "changed" || why == "retry":
 		s.log.Info("feeds: partner revocations pushed to the NATS cluster", "revocations", revocations, "nodes", n)
 	default:
 		s.log.Debug("feeds: partner revocations pushed to the NATS cluster", "why", why, "revocations", revocations, "nodes", n)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -18,38 +19,60 @@ import (
 	"github.com/maillage/maillage/domain"
 )
 
-// startTrustingNode starts a real nats-server node with JetStream whose
-// configuration holds the stanza of auth.ServerConfig, as an operator sets
-// up a node of the feeds' cluster, and returns its client URL.
-func startTrustingNode(t *testing.T, auth *Authority) string {
+// trustingNode is a real nats-server node with JetStream whose
+// configuration holds the stanza of Authority.ServerConfig, as an operator
+// sets up a node of the feeds' cluster. It can be stopped and started
+// again on its port, resolver directory and storage.
+type trustingNode struct {
+	t    *testing.T
+	conf string
+	port int
+	srv  *server.Server
+	url  string
+}
+
+func startTrustingNode(t *testing.T, auth *Authority) *trustingNode {
 	t.Helper()
 	stanza, err := auth.ServerConfig(filepath.Join(t.TempDir(), "jwt"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	conf := filepath.Join(t.TempDir(), "node.conf")
+	n := &trustingNode{t: t, conf: filepath.Join(t.TempDir(), "node.conf"), port: server.RANDOM_PORT}
 	body := fmt.Sprintf("listen: \"127.0.0.1:-1\"\njetstream { store_dir: %q }\n%s", t.TempDir(), stanza)
-	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+	if err := os.WriteFile(n.conf, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	opts, err := server.ProcessConfigFile(conf)
+	n.start()
+	t.Cleanup(n.stop)
+	return n
+}
+
+func (n *trustingNode) start() {
+	n.t.Helper()
+	opts, err := server.ProcessConfigFile(n.conf)
 	if err != nil {
-		t.Fatalf("the stanza of ServerConfig: %v", err)
+		n.t.Fatalf("the stanza of ServerConfig: %v", err)
 	}
+	opts.Port = n.port
 	opts.NoSigs, opts.NoLog = true, true
 	srv, err := server.NewServer(opts)
 	if err != nil {
-		t.Fatal(err)
+		n.t.Fatal(err)
 	}
 	go srv.Start()
 	if !srv.ReadyForConnections(20 * time.Second) {
-		t.Fatal("the node is not ready for connections")
+		n.t.Fatal("the node is not ready for connections")
 	}
-	t.Cleanup(func() {
-		srv.Shutdown()
-		srv.WaitForShutdown()
-	})
-	return srv.ClientURL()
+	n.srv, n.url = srv, srv.ClientURL()
+	n.port = srv.Addr().(*net.TCPAddr).Port
+}
+
+func (n *trustingNode) stop() {
+	if n.srv != nil {
+		n.srv.Shutdown()
+		n.srv.WaitForShutdown()
+		n.srv = nil
+	}
 }
 
 // forgetRevocations makes the node at url hold the PARTNERS account
@@ -141,7 +164,7 @@ func TestAClusterFeedServerKeepsTheNodesToldOfRevocations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	url := startTrustingNode(t, auth)
+	url := startTrustingNode(t, auth).url
 	connect := func(refresh time.Duration) *Server {
 		t.Helper()
 		srv, err := ConnectCluster(t.Context(), dir, url, WithAuthorityPoll(20*time.Millisecond),
@@ -219,7 +242,7 @@ func TestPushPartnersSkipsANodeThatIsDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	url := startTrustingNode(t, auth)
+	url := startTrustingNode(t, auth).url
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	n, err := auth.PushPartners(ctx, url+",nats://127.0.0.1:1", 5*time.Second)
@@ -229,5 +252,48 @@ func TestPushPartnersSkipsANodeThatIsDown(t *testing.T) {
 	n, err = auth.PushPartners(ctx, "nats://127.0.0.1:1", 5*time.Second)
 	if n != 0 || err == nil || !errors.Is(err, nats.ErrNoServers) {
 		t.Fatalf("push with no node up: %d nodes, %v; want 0 and %v", n, err, nats.ErrNoServers)
+	}
+}
+
+// Given feeds on a node that trusts the authority, with no refresh, when
+// a revocation is written while the node is down, then the push fails and
+// is tried again: once the node is back (without the revocation, which it
+// never received), the retry tells it: the revoked partner, reconnecting,
+// is closed or refused.
+func TestAClusterFeedServerRetriesAPushThatFailed(t *testing.T) {
+	dir := t.TempDir()
+	auth, err := OpenAuthority(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := startTrustingNode(t, auth)
+	srv, err := ConnectCluster(t.Context(), dir, node.url, WithAuthorityPoll(20*time.Millisecond),
+		WithRevocationRefresh(0), WithServerLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	creds := writeCredsWith(t, auth, mecs)
+	p := connectPartner(t, node.url, creds) // reconnects as a partner system does
+
+	node.stop()
+	offline, err := OpenAuthority(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := offline.Revoke(mecs, time.Now()); err != nil || n != 1 {
+		t.Fatalf("revoke: %d, %v", n, err)
+	}
+	time.Sleep(200 * time.Millisecond) // several checks: the push fails
+	node.start()
+	// The partner may get in before the retry (then it is closed) or after
+	// (then refused): either way, in the end it is out and stays out.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if refused(node.url, creds) != nil && !p.nc.IsConnected() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the node back without the revocation was never told it (partner connected: %v)", p.nc.IsConnected())
+		}
 	}
 }

@@ -274,6 +274,7 @@ func (s *Server) watchAuthority(every, refresh time.Duration) {
 			case <-tick.C:
 			}
 		}
+		reloaded := false
 		if fi, err := os.Stat(s.auth.path); err != nil {
 			if seen != (stamp{}) {
 				s.log.Warn("feeds: authority.json unreadable, revocations not followed", "err", err)
@@ -286,17 +287,23 @@ func (s *Server) watchAuthority(every, refresh time.Duration) {
 			if err := s.reloadAuthority(ctx); err != nil && ctx.Err() == nil {
 				s.log.Error("feeds: revocations of authority.json not applied", "err", err)
 			}
+			reloaded = true
 		}
 		// At start too: revocations written while no server ran, offline,
-		// were told to no node.
-		due := first || (refresh > 0 && time.Since(s.pushedAt) >= refresh)
-		if s.srv == nil && due && s.auth.revoking() {
+		// were told to no node. A push that failed is tried again at the
+		// next checks, reported once.
+		retry := s.pushFailed && !reloaded
+		if s.srv == nil && (retry || first || (refresh > 0 && time.Since(s.pushedAt) >= refresh)) && s.auth.revoking() {
 			why := "refresh"
-			if first {
+			switch {
+			case retry:
+				why = "retry"
+			case first:
 				why = "start"
 			}
-			if err := s.pushPartners(ctx, why); err != nil && ctx.Err() == nil {
-				s.log.Error("feeds: partner revocations not pushed again to the NATS cluster", "err", err)
+			failedBefore := s.pushFailed
+			if err := s.pushPartners(ctx, why); err != nil && ctx.Err() == nil && !failedBefore {
+				s.log.Error("feeds: partner revocations not pushed to the NATS cluster, trying again", "err", err)
 			}
 		}
 	}
@@ -327,11 +334,7 @@ func (s *Server) reloadAuthority(ctx context.Context) error {
 		return nil
 	}
 	if s.srv == nil {
-		if err := s.pushPartners(ctx, "changed"); err != nil {
-			return err
-		}
-		s.partners = js
-		return nil
+		return s.pushPartners(ctx, "changed")
 	}
 	closed, err := s.applyPartners(claims)
 	if err != nil {

@@ -37,10 +37,11 @@ type Server struct {
 	resolver *server.MemAccResolver
 
 	// The watch of authority.json: see watchAuthority.
-	stopWatch chan struct{}
-	watchDone chan struct{}
-	partners  []byte    // the PARTNERS account's claims last applied, as JSON
-	pushedAt  time.Time // on a cluster: when the PARTNERS account was last pushed to its nodes
+	stopWatch  chan struct{}
+	watchDone  chan struct{}
+	partners   []byte    // the PARTNERS account's claims last applied, as JSON
+	pushedAt   time.Time // on a cluster: when the PARTNERS account was last pushed to its nodes
+	pushFailed bool      // on a cluster: the last push reached no node
 
 	closeOnce sync.Once
 }
