@@ -125,9 +125,8 @@ func WithAuthorityPoll(d time.Duration) ServerOption {
 // (ConnectCluster), the PARTNERS account is pushed to the nodes again while
 // any revocation is in force, even unchanged (default
 // DefaultRevocationRefresh; 0: only at start and when authority.json
-// changes). Each push
-// has a new issue time, so every node applies it again and closes any
-// connection of a revoked user it holds. nats-server can let such a user
+// changes). Each push has a new issue time, so every node applies it again
+// and closes any connection of a revoked user it holds. nats-server can let such a user
 // in: a node that restarts loads the account when the first client comes,
 // and a client authenticated while that load is under way is checked
 // against no revocation (the account is marked current before its

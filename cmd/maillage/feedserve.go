@@ -29,8 +29,8 @@ type feedConfig struct {
 	// of the embedded feed server ("": embedded).
 	FeedsNATS string
 	// RevocationRefresh is how often, with FeedsNATS, the partners'
-	// revocations are pushed to the cluster's nodes again (0: only when
-	// authority.json changes); see feeds.WithRevocationRefresh.
+	// revocations are pushed to the cluster's nodes again (0: only at start
+	// and when authority.json changes); see feeds.WithRevocationRefresh.
 	RevocationRefresh time.Duration
 
 	// feedAccessLog, when set before Open, records every feed delivery.
@@ -49,7 +49,7 @@ func (m *Main) feedFlags(fs *flag.FlagSet) {
 	fs.StringVar(&m.PartnerTLSKey, "partner-tls-key", env("MAILLAGE_PARTNER_TLS_KEY", m.PartnerTLSKey), "its private key (PEM) (env MAILLAGE_PARTNER_TLS_KEY)")
 	fs.StringVar(&m.FeedsNATS, "feeds-nats", env("MAILLAGE_FEEDS_NATS", m.FeedsNATS), "NATS cluster URL(s), comma-separated, for the partner feeds instead of the embedded feed server; the cluster trusts the authority of <data>/feeds (maillage partner cluster-config); feeds R3 with 3 URLs or more (env MAILLAGE_FEEDS_NATS)")
 	m.RevocationRefresh = feeds.DefaultRevocationRefresh
-	fs.DurationVar(&m.RevocationRefresh, "feeds-revocation-refresh", m.RevocationRefresh, "with --feeds-nats: how often the partners' revocations are pushed to the cluster's nodes again, which closes any revoked connection a node let in while restarting (0: only when they change)")
+	fs.DurationVar(&m.RevocationRefresh, "feeds-revocation-refresh", m.RevocationRefresh, "with --feeds-nats: how often the partners' revocations are pushed to the cluster's nodes again, which closes any revoked connection a node let in while restarting (0: only at start and when they change)")
 }
 
 // openFeeds starts the feed server (or connects to the feeds' NATS
@@ -69,7 +69,7 @@ func (m *Main) openFeeds() error {
 			return errors.New("--partner-listen et --partner-tls-* ne s'emploient pas avec --feeds-nats : les partenaires se connectent au cluster NATS des flux")
 		}
 		if m.RevocationRefresh != 0 && m.RevocationRefresh < time.Second {
-			return fmt.Errorf("--feeds-revocation-refresh %s : donnez au moins 1s, ou 0 pour ne pousser les révocations aux nœuds que lorsqu'elles changent", m.RevocationRefresh)
+			return fmt.Errorf("--feeds-revocation-refresh %s : donnez au moins 1s, ou 0 pour ne pousser les révocations aux nœuds qu'au démarrage et lorsqu'elles changent", m.RevocationRefresh)
 		}
 		return m.startRelay(feeds.ConnectCluster(context.Background(), filepath.Join(m.DataDir, "feeds"), m.FeedsNATS,
 			feeds.WithServerLogger(m.log), feeds.WithRevocationRefresh(m.RevocationRefresh)))
