@@ -268,7 +268,7 @@ func closing() *domain.CaseClosedPayload {
 // edit changes a payload for one test.
 func edit[T domain.Payload](p T, change func(T)) T { change(p); return p }
 
-// A spec reads like DOMAIN.md: given a case's history, when a command is
+// A spec reads like docs/domain.md, "Rules a command must keep": given a case's history, when a command is
 // decided, then one event of a type is recorded, or the command is refused
 // with a rule (and, when set, on a field).
 type spec struct {

@@ -9,7 +9,7 @@ import (
 // adapters/http alone maps them to HTTP statuses.
 const (
 	EInvalid   = "invalid"   // bad input: a field is missing or wrong
-	ERefused   = "refused"   // a rule of DOMAIN.md forbids the command
+	ERefused   = "refused"   // a rule of the case forbids the command (docs/domain.md, "Rules a command must keep")
 	ENotFound  = "not_found" // no such case, or not one the caller may know of
 	EForbidden = "forbidden" // the caller's role may not do this at all
 	EConflict  = "conflict"  // the case moved on since the caller read it

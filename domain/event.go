@@ -23,7 +23,7 @@ type PersonID = uuid.UUID
 // EventType names what happened, in the past tense.
 type EventType string
 
-// The event catalogue (DOMAIN.md, "What is recorded").
+// The event catalogue (docs/domain.md, "What is recorded: the event catalogue").
 const (
 	CaseOpened                 EventType = "CaseOpened"
 	PartnerJoined              EventType = "PartnerJoined"
@@ -56,7 +56,7 @@ const (
 // per category and per viewer.
 type Category string
 
-// Information categories (DOMAIN.md, "Information categories").
+// Information categories (docs/domain.md, "Information categories").
 const (
 	CategoryCoordination Category = "coordination"
 	CategoryPlan         Category = "plan"
@@ -82,7 +82,7 @@ func (c Category) Valid() bool {
 // InstitutionKind is the kind of a partner institution.
 type InstitutionKind string
 
-// Institution kinds (DOMAIN.md, "Who is involved").
+// Institution kinds (docs/domain.md, "Who is involved").
 const (
 	KindASE    InstitutionKind = "ase"
 	KindMECS   InstitutionKind = "mecs"

@@ -52,7 +52,7 @@ var payloadFactories = map[EventType]func() Payload{
 	CaseClosed:                 func() Payload { return &CaseClosedPayload{} },
 }
 
-// ObservationRecorded extends DOMAIN.md's minimum catalogue: an observation
+// ObservationRecorded extends the minimum catalogue (docs/domain.md, "What is recorded: the event catalogue"): an observation
 // of daily life (clinique du quotidien) or, with the health category, of the
 // care path. Without it nothing in the catalogue carries daily observations.
 const ObservationRecorded EventType = "ObservationRecorded"
@@ -87,7 +87,7 @@ const (
 // RestrictionKind is the kind of an order of the children's judge.
 type RestrictionKind string
 
-// Restriction kinds (DOMAIN.md, first version).
+// Restriction kinds (docs/domain.md, "Kinds of judicial order").
 const (
 	PlacementAddressSecret   RestrictionKind = "placement_address_secret"
 	ContactSuspended         RestrictionKind = "contact_suspended"

@@ -12,7 +12,7 @@ import (
 
 // See decides what viewer v may see of event e of the case whose access state
 // is s, at time now: full, redacted (fields named) or hidden, and which rule
-// (and which consent or order) decided. It applies DOMAIN.md's rules in order,
+// (and which consent or order) decided. It applies the rules of docs/domain.md, "The rules, in order",
 // the first that applies winning:
 //
 //  1. auditors see everything ("auditor"); admins run the directory and see

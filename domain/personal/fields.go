@@ -1,7 +1,7 @@
 // Package personal keeps the personal-data fields of case events apart from
 // the event log, so that they can be destroyed when the retention period
 // ends while the log, its order and its hash chain stay verifiable
-// ("crypto-shredding", DOMAIN.md "Erasure").
+// ("crypto-shredding", docs/domain.md, "Erasure").
 //
 // Each personal-data field (the list is Fields, documented in
 // docs/personal-data.md) is encrypted, in the payload, with the case's own
