@@ -15,12 +15,12 @@ func TestChangesAccess(t *testing.T) {
 		{ConsentWithdrawn, true},
 		{JudicialRestrictionImposed, true},
 		{JudicialRestrictionLifted, true},
-		{PartnerJoined, true},         // a member coming back sees again what was decided while away
-		{FamilyMemberRecorded, true},  // a new family viewer
-		{FamilyNotInformed, true},     // the family no longer sees the member's membership events
-		{FamilyInformed, true},        // ... and sees them again
-		{PartnerLeft, false},          // the former member's view of what came before does not change
-		{ReferentChanged, false},      // no rule reads the referent
+		{PartnerJoined, true},        // a member coming back sees again what was decided while away
+		{FamilyMemberRecorded, true}, // a new family viewer
+		{FamilyNotInformed, true},    // the family no longer sees the member's membership events
+		{FamilyInformed, true},       // ... and sees them again
+		{PartnerLeft, false},         // the former member's view of what came before does not change
+		{ReferentChanged, false},     // no rule reads the referent
 		{CoordinationHandedOver, false},
 		{CaseOpened, false},
 		{ObservationRecorded, false},
