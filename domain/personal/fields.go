@@ -40,24 +40,45 @@ type Field struct {
 	Kind string
 }
 
-// fields lists, per event type, the payload fields holding personal data.
-// What stays readable after erasure: the envelope (who recorded what, when,
-// in which category), ids, dates, statuses, enumerations, institutions and
-// professionals (the accountability trail), the child's pseudonymous
-// reference and order references (the basis of access decisions).
+// fields lists, per event type, the payload fields holding personal data:
+// every string field a person types (free text, names, references, labels),
+// since any of them may name or describe the child, the family or the people
+// around them. What stays readable after erasure is listed in clear, with
+// what keeps each of those fields from holding free text.
 var fields = map[domain.EventType][]Field{
 	domain.CaseOpened: {
+		{Path: "childReference", Kind: KindIdentity},
+		{Path: "referent.name", Kind: KindIdentity},
+		{Path: "referent.function", Kind: KindFreeText},
+		{Path: "referent.phone", Kind: KindIdentity},
+		{Path: "referent.email", Kind: KindIdentity},
 		{Path: "childBirthMonth", Kind: KindIdentity},
 	},
-	domain.PartnerJoined:          {{Path: "reason", Kind: KindFreeText}},
-	domain.PartnerLeft:            {{Path: "reason", Kind: KindFreeText}},
-	domain.ReferentChanged:        {{Path: "reason", Kind: KindFreeText}},
+	domain.PartnerJoined: {
+		{Path: "referent.name", Kind: KindIdentity},
+		{Path: "referent.function", Kind: KindFreeText},
+		{Path: "referent.phone", Kind: KindIdentity},
+		{Path: "referent.email", Kind: KindIdentity},
+		{Path: "reason", Kind: KindFreeText},
+	},
+	domain.PartnerLeft: {{Path: "reason", Kind: KindFreeText}},
+	domain.ReferentChanged: {
+		{Path: "referent.name", Kind: KindIdentity},
+		{Path: "referent.function", Kind: KindFreeText},
+		{Path: "referent.phone", Kind: KindIdentity},
+		{Path: "referent.email", Kind: KindIdentity},
+		{Path: "reason", Kind: KindFreeText},
+	},
 	domain.CoordinationHandedOver: {{Path: "reason", Kind: KindFreeText}},
 	domain.FamilyMemberRecorded: {
 		{Path: "name", Kind: KindIdentity},
+		{Path: "relationship", Kind: KindFreeText},
 		{Path: "address", Kind: KindAddress},
 	},
-	domain.NeedIdentified: {{Path: "description", Kind: KindFreeText}},
+	domain.NeedIdentified: {
+		{Path: "domain", Kind: KindFreeText},
+		{Path: "description", Kind: KindFreeText},
+	},
 	domain.ObjectiveSet: {
 		{Path: "title", Kind: KindFreeText},
 		{Path: "description", Kind: KindFreeText},
@@ -66,25 +87,34 @@ var fields = map[domain.EventType][]Field{
 	domain.InterventionAgreed: {
 		{Path: "description", Kind: KindFreeText},
 		{Path: "modalities", Kind: KindFreeText},
+		{Path: "timing", Kind: KindFreeText},
 		{Path: "contacts[].thirdParty", Kind: KindIdentity},
 	},
 	domain.InterventionChanged: {
 		{Path: "modalities", Kind: KindFreeText},
+		{Path: "timing", Kind: KindFreeText},
 		{Path: "contacts[].thirdParty", Kind: KindIdentity},
 		{Path: "reason", Kind: KindFreeText},
 	},
 	domain.InterventionEnded: {{Path: "reason", Kind: KindFreeText}},
+	domain.PlansArticulated: {
+		{Path: "plans[].reference", Kind: KindFreeText},
+		{Path: "plans[].version", Kind: KindFreeText},
+	},
 	domain.SynthesisMeetingHeld: {
 		{Path: "decisions[]", Kind: KindFreeText},
 		{Path: "location", Kind: KindAddress},
 	},
 	domain.DecisionRecorded: {
+		{Path: "kind", Kind: KindFreeText},
 		{Path: "summary", Kind: KindFreeText},
 		{Path: "dissenting[].reason", Kind: KindFreeText},
 		{Path: "contacts[].thirdParty", Kind: KindIdentity},
 	},
 	domain.CrisisDeclared: {
 		{Path: "description", Kind: KindFreeText},
+		{Path: "onCall[].contact", Kind: KindIdentity},
+		{Path: "onCall[].hours", Kind: KindFreeText},
 		{Path: "protocol", Kind: KindFreeText},
 	},
 	domain.CrisisResolved: {{Path: "outcome", Kind: KindFreeText}},
@@ -99,12 +129,17 @@ var fields = map[domain.EventType][]Field{
 	},
 	domain.ConsentWithdrawn: {{Path: "reason", Kind: KindFreeText}},
 	domain.JudicialRestrictionImposed: {
+		{Path: "orderReference", Kind: KindFreeText},
+		{Path: "court", Kind: KindFreeText},
 		{Path: "thirdParty", Kind: KindIdentity},
 	},
-	domain.JudicialRestrictionLifted: {{Path: "reason", Kind: KindFreeText}},
-	domain.FamilyInformed:            {{Path: "how", Kind: KindFreeText}},
-	domain.FamilyNotInformed:         {{Path: "reason", Kind: KindFreeText}},
-	domain.CaseClosed:                {{Path: "comment", Kind: KindFreeText}},
+	domain.JudicialRestrictionLifted: {
+		{Path: "orderReference", Kind: KindFreeText},
+		{Path: "reason", Kind: KindFreeText},
+	},
+	domain.FamilyInformed:    {{Path: "how", Kind: KindFreeText}},
+	domain.FamilyNotInformed: {{Path: "reason", Kind: KindFreeText}},
+	domain.CaseClosed:        {{Path: "comment", Kind: KindFreeText}},
 }
 
 // Fields lists every personal-data field, in the catalogue's order.
@@ -169,17 +204,27 @@ func walk(v reflect.Value, path []string) ([]*string, error) {
 		if x.Kind() != reflect.String {
 			return nil, fmt.Errorf("%q is not a string", name)
 		}
-		out = append(out, x.Addr().Interface().(*string))
+		// A named string type (domain.InstitutionID) is a string too.
+		out = append(out, x.Addr().Convert(stringPointer).Interface().(*string))
 	}
 	return out, nil
 }
 
+var stringPointer = reflect.TypeOf((*string)(nil))
+
 func fieldByJSONName(v reflect.Value, name string) (reflect.Value, bool) {
 	t := v.Type()
 	for i := range t.NumField() {
-		tag, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		f := t.Field(i)
+		tag, _, _ := strings.Cut(f.Tag.Get("json"), ",")
 		if tag == name {
 			return v.Field(i), true
+		}
+		if f.Anonymous && tag == "" && f.Type.Kind() == reflect.Struct {
+			// An embedded struct's fields are the payload's, in JSON.
+			if fv, ok := fieldByJSONName(v.Field(i), name); ok {
+				return fv, true
+			}
 		}
 	}
 	return reflect.Value{}, false
