@@ -78,6 +78,8 @@ type Runner struct {
 	savedPos     domain.Position
 	appended     domain.Position // the last position this process's appends were acknowledged at (Track)
 
+	watch watchSet // see watch.go
+
 	saveMu sync.Mutex
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -329,6 +331,7 @@ func (r *Runner) handle(e domain.Event) error {
 	r.lastRecorded, r.lastApplied = e.RecordedAt, r.now()
 	r.wakeLocked()
 	r.mu.Unlock()
+	r.watch.notify(e.CaseID)
 	return nil
 }
 
@@ -481,7 +484,7 @@ func (r *Runner) MemberCases(ctx context.Context, inst domain.InstitutionID, o R
 	if err := r.freshAll(ctx, o); err != nil {
 		return nil, err
 	}
-	return r.m().memberCases(inst, r.now())
+	return r.m().memberCases(ctx, inst, r.now())
 }
 
 // Observatory returns the anonymised aggregates per département.
