@@ -2,6 +2,7 @@ package projections
 
 import (
 	"cmp"
+	"context"
 	"slices"
 	"time"
 
@@ -23,7 +24,7 @@ type MemberCase struct {
 // memberCases lists the cases inst is a current member of, newest joined
 // first. What it tells of each case (its reference, its département) comes
 // from the opening event, shown only when the policy lets inst see it.
-func (m *models) memberCases(inst domain.InstitutionID, now time.Time) ([]MemberCase, error) {
+func (m *models) memberCases(ctx context.Context, inst domain.InstitutionID, now time.Time) ([]MemberCase, error) {
 	v := domain.Viewer{Role: domain.RoleProfessional, Institution: inst}
 	out := []MemberCase{}
 	for _, id := range m.memberOf(inst) {
@@ -32,7 +33,7 @@ func (m *models) memberCases(inst domain.InstitutionID, now time.Time) ([]Member
 			continue
 		}
 		c.mu.Lock()
-		mc, ok, err := memberCase(c, &m.zones, v, now)
+		mc, ok, err := m.memberCase(ctx, c, v, now)
 		c.mu.Unlock()
 		if err != nil {
 			return nil, err
@@ -47,22 +48,37 @@ func (m *models) memberCases(inst domain.InstitutionID, now time.Time) ([]Member
 	return out, nil
 }
 
-// memberCase reads only the case's first event; the caller holds c.mu.
-func memberCase(c *caseModel, zones *zoneCache, v domain.Viewer, now time.Time) (MemberCase, bool, error) {
+// referentTypes are the events that name a member's referent.
+var referentTypes = map[domain.EventType]bool{domain.CaseOpened: true, domain.PartnerJoined: true, domain.ReferentChanged: true}
+
+// memberCase reads the case's opening and the events naming referents; the
+// caller holds c.mu. The child's reference and the referents are personal
+// data, sealed in the log and in the access state: they are read from those
+// events, opened.
+func (m *models) memberCase(ctx context.Context, c *caseModel, v domain.Viewer, now time.Time) (MemberCase, bool, error) {
 	mb, ok := c.state.Members[v.Institution]
 	if !ok || !mb.Active() {
 		return MemberCase{}, false, nil
 	}
 	mc := MemberCase{CaseID: c.id, Coordinator: c.state.Coordinator == v.Institution, Referent: mb.Referent,
 		JoinedAt: mb.JoinedAt, Closed: c.state.Closed}
-	r := &logReader{b: c.log.b, zones: zones}
-	first, err := r.next()
+	events, err := c.log.events(c.id, &m.zones, referentTypes)
 	if err != nil {
 		return MemberCase{}, false, err
 	}
-	first.CaseID = c.id
-	if domain.See(c.state, v, first, now).Visibility == domain.Full {
-		if p, ok := decode(first).(*domain.CaseOpenedPayload); ok {
+	if m.open != nil {
+		if events, err = m.open(ctx, c.id, events); err != nil {
+			return MemberCase{}, false, err
+		}
+		if opened, ok := domain.Fold(c.id, events).Members[v.Institution]; ok {
+			mc.Referent = opened.Referent
+		}
+	}
+	if len(events) == 0 || events[0].Type != domain.CaseOpened {
+		return mc, true, nil
+	}
+	if domain.See(c.state, v, events[0], now).Visibility == domain.Full {
+		if p, ok := decode(events[0]).(*domain.CaseOpenedPayload); ok {
 			mc.ChildReference, mc.Departement = p.ChildReference, p.Departement
 		}
 	}

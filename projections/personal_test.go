@@ -52,7 +52,7 @@ func TestPersonalDataIsOpenedAtReadTimeOnly(t *testing.T) {
 		}
 		return mustJSON(t, c)
 	}
-	secrets := []string{"Nathalie Durand", "Mimosas", "Très bonne semaine"}
+	secrets := []string{"Nathalie Durand", "Mimosas", "Très bonne semaine", "TST-35-0009"}
 	opened := read(r)
 	for _, s := range []string{"Nathalie Durand", "Très bonne semaine"} { // the address is not in the chronology
 		if !strings.Contains(opened, s) {
@@ -85,7 +85,7 @@ func TestPersonalDataIsOpenedAtReadTimeOnly(t *testing.T) {
 			t.Fatalf("after erasure the chronology still shows %q: %s", s, erased)
 		}
 	}
-	if !strings.Contains(erased, personal.Erased) || !strings.Contains(erased, "TST-35-0009") {
+	if !strings.Contains(erased, personal.Erased) {
 		t.Fatalf("after erasure: %s", erased)
 	}
 }
