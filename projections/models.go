@@ -29,6 +29,7 @@ type models struct {
 	cases   map[domain.CaseID]*caseModel
 	members map[domain.InstitutionID]map[domain.CaseID]struct{} // active memberships
 	events  atomic.Int64
+	obs     monthCache // the observatory's closed months
 }
 
 // caseModel is one case's read model.
@@ -41,14 +42,26 @@ type caseModel struct {
 }
 
 // caseFacts are what the observatory counts of a case, kept as its events
-// are applied. Dates are business dates (occurred-at).
+// are applied. Each is dated by its recording (server clock), so that a
+// month's figures are those of the events recorded before its end: a
+// backdated business date cannot change a closed month.
 type caseFacts struct {
-	departement    string
-	openedAt       time.Time
-	closedAt       time.Time // zero while open
-	firstSynthesis time.Time // zero until a synthesis meeting
-	ruptures       int       // unplanned placement changes
-	crises         int       // crises declared
+	departement     string
+	opened          time.Time   // zero until the CaseOpened
+	openedOn        time.Time   // its business date (occurred-at)
+	closed          time.Time   // zero while open
+	firstSynthesis  time.Time   // zero until a synthesis meeting
+	daysToSynthesis int         // business days from the opening to the first synthesis
+	ruptures        []time.Time // unplanned placement changes
+	crises          []time.Time // crises declared
+	sharedChanges   []sharedChange
+}
+
+// sharedChange is a change of whether a child-welfare institution and a
+// care service are both current members.
+type sharedChange struct {
+	at     time.Time
+	shared bool
 }
 
 // opener opens the personal-data fields of a case's stored events for a
@@ -154,25 +167,40 @@ func (m *models) observe(c *caseModel, e domain.Event, payload domain.Payload) {
 	f := &c.facts
 	switch p := payload.(type) {
 	case *domain.CaseOpenedPayload:
-		f.departement, f.openedAt = p.Departement, e.OccurredAt
+		f.departement, f.opened, f.openedOn = p.Departement, e.RecordedAt, e.OccurredAt
+		m.obs.opened(e.RecordedAt)
 		m.index(c, p.Coordinator)
+		f.noteShared(c.state, e.RecordedAt)
 	case *domain.PartnerJoinedPayload:
 		m.index(c, p.Institution)
+		f.noteShared(c.state, e.RecordedAt)
 	case *domain.PartnerLeftPayload:
 		m.index(c, p.Institution)
+		f.noteShared(c.state, e.RecordedAt)
 	case *domain.SynthesisMeetingHeldPayload:
 		if f.firstSynthesis.IsZero() {
-			f.firstSynthesis = e.OccurredAt
+			f.firstSynthesis = e.RecordedAt
+			f.daysToSynthesis = max(0, int(e.OccurredAt.Sub(f.openedOn).Hours()/24))
 		}
 	case *domain.PlacementChangedPayload:
 		if !p.Planned {
-			f.ruptures++
+			f.ruptures = append(f.ruptures, e.RecordedAt)
 		}
 	case *domain.CrisisDeclaredPayload:
-		f.crises++
+		f.crises = append(f.crises, e.RecordedAt)
 	case *domain.CaseClosedPayload:
-		f.closedAt = e.OccurredAt
+		f.closed = e.RecordedAt
 	}
+}
+
+// noteShared records, at t, whether the case is now shared between child
+// welfare and care, when that changed.
+func (f *caseFacts) noteShared(st *domain.State, t time.Time) {
+	now := shared(st)
+	if n := len(f.sharedChanges); n > 0 && f.sharedChanges[n-1].shared == now || n == 0 && !now {
+		return
+	}
+	f.sharedChanges = append(f.sharedChanges, sharedChange{at: t, shared: now})
 }
 
 // index records whether inst is now an active member of the case.

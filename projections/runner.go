@@ -487,8 +487,9 @@ func (r *Runner) MemberCases(ctx context.Context, inst domain.InstitutionID, o R
 	return r.m().memberCases(ctx, inst, r.now())
 }
 
-// Observatory returns the anonymised aggregates per département.
-// ErrBehind, ErrStopped.
+// Observatory returns the anonymised aggregates per département of the
+// closed months at the runner's clock (see Observatory); each month is
+// computed once, then served as it was. ErrBehind, ErrStopped.
 func (r *Runner) Observatory(ctx context.Context, o ReadOptions) (Observatory, error) {
 	if err := r.freshAll(ctx, o); err != nil {
 		return Observatory{}, err
