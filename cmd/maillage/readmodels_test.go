@@ -469,8 +469,16 @@ func TestDirectoryListsOwnCasesOnly(t *testing.T) {
 	wantProblem(t, s.do("GET", "/v1/directory?kind=hopital", "MECS", ""), http.StatusBadRequest, "kind", "invalid_field")
 }
 
-func TestObservatoryOfTheDemoSuppressesSmallCounts(t *testing.T) {
+// The demo's events are recorded at its start, in the current month, which
+// the observatory never shows: it publishes closed months only.
+func TestObservatoryOfTheDemoShowsNothingOfTheCurrentMonth(t *testing.T) {
 	s := mustServe(t, "")
+	// The month before the current one, which closes an hour after it ends.
+	lastClosed := func() string {
+		y, m, _ := time.Now().UTC().Add(-time.Hour).Date()
+		return time.Date(y, m-1, 1, 0, 0, 0, 0, time.UTC).Format("2006-01")
+	}
+	before := lastClosed()
 	a := s.do("GET", "/v1/observatory", "ADMIN", "")
 	wantStatus(t, a, http.StatusOK)
 	for _, leak := range []string{s.vars["CASE_LEO"], "LEO-35-0147", "2026-01-12"} {
@@ -479,10 +487,15 @@ func TestObservatoryOfTheDemoSuppressesSmallCounts(t *testing.T) {
 		}
 	}
 	var o struct {
-		Departements []map[string]any `json:"departements"`
+		Threshold     int               `json:"threshold"`
+		ClosedThrough string            `json:"closedThrough"`
+		Periods       []json.RawMessage `json:"periods"`
 	}
-	if err := json.Unmarshal(a.body, &o); err != nil || len(o.Departements) != 1 || o.Departements[0]["openCases"] != "<5" {
-		t.Errorf("the demo's three cases show as %s", a.body)
+	if err := json.Unmarshal(a.body, &o); err != nil || o.Threshold != 5 || o.Periods == nil || len(o.Periods) != 0 {
+		t.Errorf("the demo's cases, recorded this month, show as %s", a.body)
+	}
+	if o.ClosedThrough != before && o.ClosedThrough != lastClosed() {
+		t.Errorf("closed through %s, want %s: the month before the current one", o.ClosedThrough, before)
 	}
 	wantProblem(t, s.do("GET", "/v1/observatory", "MOTHER", ""), http.StatusForbidden, "", "observatory_professionals_only")
 }
