@@ -71,18 +71,34 @@ func countKinds(records []map[string]any) map[string]int {
 }
 
 // personalValues returns the values of the personal-data fields of a
-// case's events, as the auditor reads them.
+// case's events, as the auditor reads them, but those also found outside
+// them: in the envelope (the actor, who recorded an event, stays readable
+// on purpose: docs/personal-data.md) or in the other demo cases (a referent
+// or the word "mère" they share), which erasing this case leaves.
 func (s *server) personalValues(caseVar string) []string {
 	s.t.Helper()
-	var out []string
+	var elsewhere strings.Builder
+	for name := range s.vars {
+		if strings.HasPrefix(name, "CASE_") && name != caseVar {
+			fmt.Fprintln(&elsewhere, s.timeline(name, "AUDITOR"))
+		}
+	}
+	var values []string
 	for _, ev := range s.timeline(caseVar, "AUDITOR") {
+		fmt.Fprintln(&elsewhere, ev["actor"])
 		var payload any
 		raw, _ := json.Marshal(ev["payload"])
 		json.Unmarshal(raw, &payload)
 		for _, f := range personal.Fields() {
 			if string(f.Type) == ev["type"] {
-				out = append(out, valuesAt(payload, strings.Split(f.Path, "."))...)
+				values = append(values, valuesAt(payload, strings.Split(f.Path, "."))...)
 			}
+		}
+	}
+	var out []string
+	for _, v := range values {
+		if !strings.Contains(elsewhere.String(), v) {
+			out = append(out, v)
 		}
 	}
 	return out
