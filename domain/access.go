@@ -18,6 +18,13 @@ const (
 	AccessChronology AccessKind = "chronology"
 	AccessExport     AccessKind = "export"
 	AccessFeed       AccessKind = "feed" // a delivery on a partner feed
+	AccessVisibility AccessKind = "visibility"
+	AccessDeadlines  AccessKind = "deadlines"
+	AccessHead       AccessKind = "head"        // the signed chain head
+	AccessList       AccessKind = "access_list" // who read the case
+	// AccessRefusal is a command refused for a reason withheld from its
+	// author (TellRefusal): Rule names the reason, for auditors only.
+	AccessRefusal AccessKind = "refusal"
 )
 
 // AccessRecord is one read of a case or one feed delivery: who, when, which
@@ -33,6 +40,8 @@ type AccessRecord struct {
 	Institution  InstitutionID `json:"institution,omitempty"`
 	FamilyMember PersonID      `json:"familyMember,omitzero"`
 	Purpose      string        `json:"purpose,omitempty"` // given by the caller (X-Access-Purpose)
+	// Rule is, for a refusal, the rule withheld from its author.
+	Rule string `json:"rule,omitempty"`
 }
 
 // AccessLog records accesses in an append-only log kept apart from the case

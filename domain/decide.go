@@ -149,8 +149,8 @@ func authorize(s *State, cmd Command, now time.Time) error {
 	inst := cmd.Actor.Institution
 	for _, r := range s.activeRestrictions(PartnerExcluded, now) {
 		if r.NamesInstitution(inst) {
-			return forbid("partner_excluded", "Le juge des enfants a exclu %s de la coopération (ordonnance %s, %s) : elle ne peut rien enregistrer dans ce dossier.",
-				s.institutionName(inst), r.OrderReference, r.Court)
+			return basedOn(r, forbid("partner_excluded", "Le juge des enfants a exclu %s de la coopération (ordonnance %s, %s) : elle ne peut rien enregistrer dans ce dossier.",
+				s.institutionName(inst), r.OrderReference, r.Court))
 		}
 	}
 	if action, ok := coordinatorActions[cmd.Type]; ok {
@@ -301,8 +301,8 @@ func partnerJoined(s *State, p *PartnerJoinedPayload, now time.Time) error {
 	}
 	for _, r := range s.activeRestrictions(PartnerExcluded, now) {
 		if r.NamesInstitution(p.Institution) {
-			return refuseAt("payload.institution", "partner_excluded", "Le juge des enfants a exclu %s de la coopération (ordonnance %s, %s) : elle ne peut pas rejoindre le dossier.",
-				s.institutionName(p.Institution), r.OrderReference, r.Court)
+			return basedOn(r, refuseAt("payload.institution", "partner_excluded", "Le juge des enfants a exclu %s de la coopération (ordonnance %s, %s) : elle ne peut pas rejoindre le dossier.",
+				s.institutionName(p.Institution), r.OrderReference, r.Court))
 		}
 	}
 	return nil
@@ -429,9 +429,9 @@ func contactsAllowed(s *State, contacts []ContactArrangement, now time.Time) err
 		name := s.familyName(c.FamilyMember)
 		for _, r := range s.activeRestrictions(ContactSuspended, now) {
 			if r.NamesFamilyMember(c.FamilyMember) && !c.Supervised {
-				return refuseAt(f+".supervised", "contact_suspended",
+				return basedOn(r, refuseAt(f+".supervised", "contact_suspended",
 					"Le juge des enfants a suspendu les contacts avec %s (ordonnance %s, %s) : un contact non accompagné ne peut pas être programmé.",
-					name, r.OrderReference, r.Court)
+					name, r.OrderReference, r.Court))
 			}
 		}
 		for _, r := range s.activeRestrictions(VisitsSupervised, now) {
@@ -439,14 +439,14 @@ func contactsAllowed(s *State, contacts []ContactArrangement, now time.Time) err
 				continue
 			}
 			if !c.Supervised {
-				return refuseAt(f+".supervised", "visits_supervised",
+				return basedOn(r, refuseAt(f+".supervised", "visits_supervised",
 					"Le juge des enfants impose que les contacts avec %s soient accompagnés (ordonnance %s, %s) : le contact doit être accompagné.",
-					name, r.OrderReference, r.Court)
+					name, r.OrderReference, r.Court))
 			}
 			if r.ThirdParty != "" && !strings.EqualFold(strings.TrimSpace(c.ThirdParty), strings.TrimSpace(r.ThirdParty)) {
-				return refuseAt(f+".thirdParty", "visits_supervised",
+				return basedOn(r, refuseAt(f+".thirdParty", "visits_supervised",
 					"Le juge des enfants impose que les contacts avec %s aient lieu en présence de %s (ordonnance %s, %s) : indiquez ce tiers.",
-					name, r.ThirdParty, r.OrderReference, r.Court)
+					name, r.ThirdParty, r.OrderReference, r.Court))
 			}
 		}
 	}
@@ -460,12 +460,10 @@ func consentGiven(s *State, p *ConsentGivenPayload) error {
 	if err := parentalAuthority(s, "payload.givenBy", p.GivenBy, "donner"); err != nil {
 		return err
 	}
-	for i, inst := range p.Institutions {
-		if !s.IsMember(inst) {
-			return refuseAt(fieldAt("payload.institutions", i), "consent_institution_unknown",
-				"%s n'est pas membre du dossier : un consentement nomme des membres, ou des types d'institution.", s.institutionName(inst))
-		}
-	}
+	// A consent may name any institution (of the directory: the API checks
+	// it) and takes effect for members only: refusing a non-member would
+	// tell a parent which institutions are members, including one the family
+	// is not informed of.
 	return nil
 }
 
@@ -538,6 +536,12 @@ func (s *State) familyName(p PersonID) string {
 		return f.Name
 	}
 	return "cette personne"
+}
+
+// basedOn marks refusal e as resting on order r (TellRefusal).
+func basedOn(r *Restriction, e *Error) *Error {
+	e.Basis = r.ImposedSeq
+	return e
 }
 
 func forbid(rule, format string, args ...any) *Error {

@@ -25,6 +25,14 @@ type Error struct {
 	Rule    string
 	Field   string
 	Message string
+	// Basis, when set, is the sequence of the event the refusal rests on (the
+	// order of the judge that forbids it): TellRefusal hides the reason
+	// from a requester whose timeline hides that event.
+	Basis uint64
+	// Withheld is the refusal as decided, when the requester is told a
+	// neutral one (TellRefusal): for the audit trail, never for the
+	// requester.
+	Withheld *Error
 }
 
 func (e *Error) Error() string {
