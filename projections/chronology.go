@@ -63,10 +63,7 @@ type Period struct {
 
 func (m *models) chronology(ctx context.Context, id domain.CaseID, v domain.Viewer, now, asOf time.Time) (Chronology, error) {
 	var out Chronology
-	err := m.read(ctx, id, now, asOf, nil, func(h *history) error {
-		if err := h.mayKnow(v); err != nil {
-			return err
-		}
+	err := m.read(ctx, id, v, now, asOf, nil, func(h *history) error {
 		out = foldChronology(h, v)
 		return nil
 	})
@@ -74,7 +71,7 @@ func (m *models) chronology(ctx context.Context, id domain.CaseID, v domain.View
 }
 
 func foldChronology(h *history, v domain.Viewer) Chronology {
-	c := Chronology{CaseID: h.id, Version: h.state.Version, Entries: []ChronologyEntry{}}
+	c := Chronology{CaseID: h.id, Version: h.version, Entries: []ChronologyEntry{}}
 	if h.asOf {
 		c.AsOf = timePtr(h.at)
 	}

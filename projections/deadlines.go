@@ -3,6 +3,7 @@ package projections
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -80,12 +81,12 @@ type deadlineRules struct {
 
 func (m *models) caseDeadlines(ctx context.Context, id domain.CaseID, v domain.Viewer, now time.Time, rules deadlineRules) (CaseDeadlines, error) {
 	var out CaseDeadlines
-	err := m.read(ctx, id, now, time.Time{}, accessTypes, func(h *history) error {
+	err := m.read(ctx, id, v, now, time.Time{}, accessTypes, func(h *history) error {
 		if err := h.currentMembersOnly(v, "deadlines_members_only", "Le tableau des échéances"); err != nil {
 			return err
 		}
 		list, _ := foldDeadlines(h, v, rules)
-		out = CaseDeadlines{CaseID: id, Version: h.state.Version, At: h.at, HorizonDays: days(rules.horizon), Deadlines: list}
+		out = CaseDeadlines{CaseID: id, Version: h.version, At: h.at, HorizonDays: days(rules.horizon), Deadlines: list}
 		return nil
 	})
 	return out, err
@@ -96,9 +97,9 @@ func (m *models) institutionDeadlines(ctx context.Context, inst domain.Instituti
 	out := InstitutionDeadlines{Institution: inst, At: now, HorizonDays: days(rules.horizon), Deadlines: []Deadline{}}
 	limit := now.Add(rules.horizon)
 	for _, id := range m.memberOf(inst) {
-		err := m.read(ctx, id, now, time.Time{}, accessTypes, func(h *history) error {
-			if !h.current.IsMember(inst) {
-				return nil
+		err := m.read(ctx, id, v, now, time.Time{}, accessTypes, func(h *history) error {
+			if domain.CurrentMembersOnly(h.current, v, "", "") != nil {
+				return nil // left since the index was read
 			}
 			list, childRef := foldDeadlines(h, v, rules)
 			for _, d := range list {
@@ -110,7 +111,7 @@ func (m *models) institutionDeadlines(ctx context.Context, inst domain.Instituti
 			}
 			return nil
 		})
-		if err != nil {
+		if err != nil && !errors.Is(err, domain.ErrNotFound) {
 			return InstitutionDeadlines{}, err
 		}
 	}

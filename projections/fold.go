@@ -5,78 +5,83 @@ import (
 	"time"
 
 	"github.com/maillage/maillage/domain"
-	"github.com/maillage/maillage/domain/cases"
 )
 
-// history is a case as one read sees it: the access state the policy is
-// evaluated against, the events up to then, and when.
+// history is a case as one viewer's read sees it: the events up to the
+// read's date that the viewer may know of, the access state and date the
+// policy decides them with, and the date the read is as of.
 type history struct {
 	id      domain.CaseID
 	current *domain.State // the case now: decides who may know it
-	state   *domain.State // the case at `at`: decides what each event shows
-	events  []domain.Event
-	at      time.Time
-	asOf    bool
+	policy  *domain.State // the access state the policy is evaluated against
+	// policyAt is the date the policy is evaluated at: now, except for an
+	// auditor's read as of a past date (domain.PolicyAt).
+	policyAt time.Time
+	events   []domain.Event
+	version  uint64    // the last sequence shown: the read's version
+	at       time.Time // the date the read is as of (now, or asOf)
+	asOf     bool
 }
 
-// read runs fn on a case's history now, or as of a past time when asOf is
-// not zero: then the events recorded at or before asOf (the longest such
-// prefix of the case's sequence), their state, and the policy evaluated at
-// asOf. A read now that needs only some types of events may name them
-// (types; nil for all). The case is locked while fn runs; fn must not keep
-// the events. cases.ErrNotFound for a case the models do not hold.
-func (m *models) read(ctx context.Context, id domain.CaseID, now, asOf time.Time, types map[domain.EventType]bool, fn func(h *history) error) error {
+// read runs fn on a case's history as viewer v may see it now, or as of a
+// past time when asOf is not zero: then the events recorded at or before
+// asOf (the longest such prefix of the case's sequence), decided by the
+// policy as domain.PolicyAt says (as it stands now for everyone but
+// auditors). The events stop at what the viewer may know of
+// (domain.KnownVersion). A read now that needs only some types of events may
+// name them (types; nil for all). The case is locked while fn runs; fn must
+// not keep the events. domain.ErrNotFound for a case the models do not hold
+// or the viewer may not know.
+func (m *models) read(ctx context.Context, id domain.CaseID, v domain.Viewer, now, asOf time.Time, types map[domain.EventType]bool, fn func(h *history) error) error {
 	c := m.get(id)
 	if c == nil {
-		return cases.ErrNotFound
+		return domain.ErrNotFound
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !asOf.IsZero() {
-		types = nil // the state as of then is folded from every event
+	if !domain.MayKnow(c.state, v) {
+		return domain.ErrNotFound
+	}
+	past := !asOf.IsZero() && asOf.Before(now)
+	if past {
+		types = nil // the version as of then is counted from every event
 	}
 	events, err := c.log.events(id, &m.zones, types)
 	if err != nil {
 		return err
+	}
+	known := domain.KnownVersion(c.state, v)
+	if n := len(events); n > 0 && events[n-1].Sequence > known {
+		cut := 0
+		for cut < n && events[cut].Sequence <= known {
+			cut++
+		}
+		events = events[:cut]
 	}
 	if m.open != nil {
 		if events, err = m.open(ctx, id, events); err != nil {
 			return err
 		}
 	}
-	h := &history{id: id, current: c.state, state: c.state, events: events, at: now}
-	if !asOf.IsZero() && asOf.Before(now) {
+	h := &history{id: id, current: c.state, policy: c.state, policyAt: now, events: events, version: known, at: now}
+	if past {
 		n := 0
 		for n < len(events) && !events[n].RecordedAt.After(asOf) {
 			n++
 		}
-		h.events = events[:n]
-		h.state = domain.Fold(id, h.events)
-		h.at, h.asOf = asOf, true
+		h.events, h.version, h.at, h.asOf = events[:n], uint64(n), asOf, true
+		if at, historical := domain.PolicyAt(v, asOf, now); historical {
+			h.policy, h.policyAt = domain.Fold(id, h.events), at
+		}
 	}
 	return fn(h)
-}
-
-// mayKnow applies the timeline's rule: whoever may not know the case is
-// answered as if it did not exist.
-func (h *history) mayKnow(v domain.Viewer) error {
-	if !cases.MayKnow(h.current, v) {
-		return cases.ErrNotFound
-	}
-	return nil
 }
 
 // currentMembersOnly lets auditors and current members through, and refuses
 // family members and former members (who read the plan and the chronology).
 func (h *history) currentMembersOnly(v domain.Viewer, rule, what string) error {
-	if err := h.mayKnow(v); err != nil {
-		return err
-	}
-	if v.Role == domain.RoleAuditor || v.Role == domain.RoleProfessional && h.current.IsMember(v.Institution) {
-		return nil
-	}
-	return &domain.Error{Code: domain.EForbidden, Rule: rule,
-		Message: what + " est réservé(e) aux membres actuels du dossier ; consultez le projet partagé et la chronologie"}
+	return domain.CurrentMembersOnly(h.current, v, rule,
+		what+" est réservé(e) aux membres actuels du dossier ; consultez le projet partagé et la chronologie")
 }
 
 // visible calls fn for each event of the history the viewer may see, in
@@ -92,7 +97,7 @@ func (h *history) visible(v domain.Viewer, fn func(e domain.Event, d domain.Deci
 // types is nil): a read that needs few types skips the policy and the
 // decoding of the others.
 func (h *history) visibleOf(v domain.Viewer, types map[domain.EventType]bool, fn func(e domain.Event, d domain.Decision)) {
-	sight := domain.SightOf(h.state, v, h.at)
+	sight := domain.SightOf(h.policy, v, h.policyAt)
 	for _, e := range h.events {
 		if types != nil && !types[e.Type] {
 			continue

@@ -197,10 +197,7 @@ type ivEntry struct {
 
 func (m *models) plan(ctx context.Context, id domain.CaseID, v domain.Viewer, now, asOf time.Time) (Plan, error) {
 	var out Plan
-	err := m.read(ctx, id, now, asOf, nil, func(h *history) error {
-		if err := h.mayKnow(v); err != nil {
-			return err
-		}
+	err := m.read(ctx, id, v, now, asOf, nil, func(h *history) error {
 		out = foldPlan(h, v)
 		return nil
 	})
@@ -210,7 +207,7 @@ func (m *models) plan(ctx context.Context, id domain.CaseID, v domain.Viewer, no
 func foldPlan(h *history, v domain.Viewer) Plan {
 	f := &planFold{names: newNames(), referents: map[domain.InstitutionID]*PlanReferent{},
 		objectives: map[uuid.UUID]int{}, interventions: map[uuid.UUID]*ivEntry{}, linked: map[string]int{}, crises: map[uuid.UUID]int{}}
-	f.plan = Plan{CaseID: h.id, Version: h.state.Version, Referents: []PlanReferent{}, Needs: []PlanNeed{}, Objectives: []PlanObjective{},
+	f.plan = Plan{CaseID: h.id, Version: h.version, Referents: []PlanReferent{}, Needs: []PlanNeed{}, Objectives: []PlanObjective{},
 		Interventions: []InstitutionInterventions{}, Decisions: []PlanDecision{}, LinkedPlans: []LinkedPlan{}, Crises: []OngoingCrisis{}}
 	if h.asOf {
 		f.plan.AsOf = timePtr(h.at)

@@ -108,9 +108,17 @@ var ruleExplanations = map[string]string{
 
 func (m *models) whoSeesWhat(ctx context.Context, id domain.CaseID, v domain.Viewer, now, asOf time.Time) (WhoSeesWhat, error) {
 	var out WhoSeesWhat
-	err := m.read(ctx, id, now, asOf, accessTypes, func(h *history) error {
+	err := m.read(ctx, id, v, now, asOf, accessTypes, func(h *history) error {
 		if err := h.currentMembersOnly(v, "visibility_members_only", "Le tableau « qui voit quoi »"); err != nil {
 			return err
+		}
+		if h.asOf {
+			// Who could see what on a past date is the auditors' question:
+			// anyone else would learn of consents and orders as they were.
+			if err := domain.AuditorOnly(v, "visibility_as_of_auditors_only",
+				"« qui voit quoi » à une date passée est réservé aux auditeurs ; sans asOf, le tableau montre les accès en vigueur"); err != nil {
+				return err
+			}
 		}
 		out = foldWhoSeesWhat(h, v)
 		return nil
@@ -120,7 +128,7 @@ func (m *models) whoSeesWhat(ctx context.Context, id domain.CaseID, v domain.Vie
 
 func foldWhoSeesWhat(h *history, v domain.Viewer) WhoSeesWhat {
 	seen := h.seenState(v)
-	w := WhoSeesWhat{CaseID: h.id, Version: h.state.Version, At: h.at, Members: []MemberAccess{}, Family: []FamilyAccess{}}
+	w := WhoSeesWhat{CaseID: h.id, Version: h.version, At: h.at, Members: []MemberAccess{}, Family: []FamilyAccess{}}
 	if h.asOf {
 		w.AsOf = timePtr(h.at)
 	}

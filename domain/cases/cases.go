@@ -133,8 +133,9 @@ type Result struct {
 var (
 	// ErrPreconditionFailed: If-Match named a version the case is not at.
 	ErrPreconditionFailed = errors.New("case version does not match If-Match")
-	// ErrNotFound: no such case, or the caller may not know of it.
-	ErrNotFound = errors.New("case not found")
+	// ErrNotFound: no such case, or the caller may not know of it
+	// (domain.ErrNotFound).
+	ErrNotFound = domain.ErrNotFound
 	// ErrIdempotencyKeyReused: the key was used before for another request.
 	ErrIdempotencyKeyReused = errors.New("idempotency key already used for another request")
 )
@@ -194,7 +195,7 @@ func (s *Service) Record(ctx context.Context, req Request) (Result, error) {
 
 func (s *Service) try(ctx context.Context, req Request, entry *caseEntry) (Result, error) {
 	st := entry.state
-	if req.Command.Type != domain.CaseOpened && !MayKnow(st, commandViewer(req.Command)) {
+	if req.Command.Type != domain.CaseOpened && !domain.MayKnow(st, commandViewer(req.Command)) {
 		// Answered like an unknown case, so nobody learns a case exists.
 		return Result{}, ErrNotFound
 	}
@@ -209,6 +210,10 @@ func (s *Service) try(ctx context.Context, req Request, entry *caseEntry) (Resul
 	}
 	now := s.now()
 	decided, err := domain.Decide(st, req.Command, now)
+	if de := (*domain.Error)(nil); errors.As(err, &de) {
+		// The requester is told only what they may see of the reason.
+		return Result{}, domain.TellRefusal(st, entry.events, commandViewer(req.Command), now, de)
+	}
 	if err != nil {
 		return Result{}, err
 	}

@@ -11,24 +11,19 @@ import (
 	"github.com/maillage/maillage/domain"
 )
 
-// MayKnow reports whether the viewer may know the case exists: auditors,
-// current and former members, and recorded family members. Everyone else is
-// answered as if the case did not exist.
-func MayKnow(st *domain.State, v domain.Viewer) bool {
-	if !st.Opened {
-		return false
+// known returns what of the case viewer v may know: its version, the chain
+// hash there and the events up to it (domain.KnownVersion: a former member
+// knows nothing recorded after its leaving). ErrNotFound when v may not know
+// the case.
+func known(st *domain.State, v domain.Viewer, events []domain.Event) (uint64, domain.Hash, []domain.Event, error) {
+	if !domain.MayKnow(st, v) {
+		return 0, domain.Hash{}, nil, ErrNotFound
 	}
-	switch v.Role {
-	case domain.RoleAuditor:
-		return true
-	case domain.RoleProfessional:
-		_, ok := st.Members[v.Institution]
-		return ok
-	case domain.RoleFamily:
-		_, ok := st.Family[v.FamilyMember]
-		return ok
+	version := domain.KnownVersion(st, v)
+	if version == st.Version {
+		return version, st.Head, events, nil
 	}
-	return false
+	return version, events[version-1].ChainHash, events[:version:version], nil
 }
 
 // Timeline is a page of a case's history as one viewer sees it.
@@ -48,11 +43,12 @@ type Timeline struct {
 func (s *Service) Timeline(ctx context.Context, id domain.CaseID, v domain.Viewer, after uint64, limit int) (Timeline, error) {
 	var t Timeline
 	err := s.read(ctx, id, func(st *domain.State, events []domain.Event) error {
-		if !MayKnow(st, v) {
-			return ErrNotFound
+		version, head, events, err := known(st, v, events)
+		if err != nil {
+			return err
 		}
 		_, page, next := timelinePage(events, after, limit)
-		t = Timeline{CaseID: id, Version: st.Version, Head: st.Head, Events: domain.Timeline(st, v, page, s.now()), Next: next}
+		t = Timeline{CaseID: id, Version: version, Head: head, Events: domain.Timeline(st, v, page, s.now()), Next: next}
 		return nil
 	})
 	return t, err
@@ -151,12 +147,12 @@ type RestrictionSummary struct {
 func (s *Service) Summary(ctx context.Context, id domain.CaseID, v domain.Viewer) (Summary, error) {
 	var sum Summary
 	err := s.read(ctx, id, func(st *domain.State, events []domain.Event) error {
-		if !MayKnow(st, v) {
+		if !domain.MayKnow(st, v) {
 			return ErrNotFound
 		}
-		if v.Role != domain.RoleAuditor && !(v.Role == domain.RoleProfessional && st.IsMember(v.Institution)) {
-			return &domain.Error{Code: domain.EForbidden, Rule: "summary_members_only",
-				Message: "la synthèse du dossier est réservée aux membres actuels ; consultez la chronologie du dossier"}
+		if err := domain.CurrentMembersOnly(st, v, "summary_members_only",
+			"la synthèse du dossier est réservée aux membres actuels ; consultez la chronologie du dossier"); err != nil {
+			return err
 		}
 		now := s.now()
 		seen := domain.NewState(id)

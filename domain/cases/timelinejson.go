@@ -32,20 +32,39 @@ func (s *Service) TimelineJSON(ctx context.Context, id domain.CaseID, v domain.V
 // AppendTimelineJSON is TimelineJSON appending to dst, so that callers can
 // reuse their buffers (a page is tens of kilobytes).
 func (s *Service) AppendTimelineJSON(ctx context.Context, dst []byte, id domain.CaseID, v domain.Viewer, after uint64, limit int) (body []byte, version uint64, err error) {
+	body, page, err := s.AppendTimelinePage(ctx, dst, id, v, after, limit)
+	return body, page.Version, err
+}
+
+// TimelinePage says what a timeline answer holds: the case's version as the
+// viewer may know it, and the first and last sequences of the page (0, 0
+// when it holds none), which its access record names.
+type TimelinePage struct {
+	Version  uint64
+	From, To uint64
+}
+
+// AppendTimelinePage is AppendTimelineJSON, telling what the page holds.
+func (s *Service) AppendTimelinePage(ctx context.Context, dst []byte, id domain.CaseID, v domain.Viewer, after uint64, limit int) (body []byte, info TimelinePage, err error) {
+	var version uint64
 	err = s.readEntry(ctx, id, func(entry *caseEntry) error {
 		st := entry.state
-		if !MayKnow(st, v) {
-			return ErrNotFound
+		known, head, events, err := known(st, v, entry.events)
+		if err != nil {
+			return err
 		}
-		version = st.Version
-		first, page, next := timelinePage(entry.events, after, limit)
+		version = known
+		first, page, next := timelinePage(events, after, limit)
+		if len(page) > 0 {
+			info.From, info.To = page[0].Sequence, page[len(page)-1].Sequence
+		}
 		b := slices.Grow(dst, 256+entry.sizeHint*len(page))
 		b = append(b, `{"caseId":"`...)
 		b = append(b, id.String()...)
 		b = append(b, `","version":`...)
-		b = strconv.AppendUint(b, st.Version, 10)
+		b = strconv.AppendUint(b, version, 10)
 		b = append(b, `,"head":"`...)
-		b = hex.AppendEncode(b, st.Head[:])
+		b = hex.AppendEncode(b, head[:])
 		b = append(b, `","events":[`...)
 		sight := domain.SightOf(st, v, s.now())
 		for i, e := range page {
@@ -78,7 +97,8 @@ func (s *Service) AppendTimelineJSON(ctx context.Context, dst []byte, id domain.
 		body = append(b, '}')
 		return nil
 	})
-	return body, version, err
+	info.Version = version
+	return body, info, err
 }
 
 // timelinePage returns the page of events after sequence after (at most
