@@ -303,3 +303,38 @@ func (d *Directory) saveLocked() error {
 	}
 	return nil
 }
+
+// Complete fills what the server knows better than the client in a command
+// recorded by who: the coordinator's and a joining institution's kind and
+// name, and that every institution a consent names is in the directory (a
+// consent may name any of them; it takes effect for members only). Every
+// way of recording (API, web view) calls it before validating.
+func (d *Directory) Complete(p domain.Payload, who Principal) error {
+	switch p := p.(type) {
+	case *domain.CaseOpenedPayload:
+		if p.Coordinator == "" {
+			p.Coordinator = who.Institution
+		}
+		if p.Coordinator == "" {
+			return &domain.Error{Code: domain.EForbidden, Rule: "coordinator_only", Message: "seul un professionnel d'une institution peut ouvrir un dossier"}
+		}
+		inst, err := d.Institution(p.Coordinator)
+		if err != nil {
+			return domain.Invalid("payload.coordinator", "institution inconnue de l'annuaire : %s", p.Coordinator)
+		}
+		p.CoordinatorKind, p.CoordinatorName = inst.Kind, inst.Name
+	case *domain.PartnerJoinedPayload:
+		inst, err := d.Institution(p.Institution)
+		if err != nil {
+			return domain.Invalid("payload.institution", "institution inconnue de l'annuaire : %s", p.Institution)
+		}
+		p.Kind, p.Name = inst.Kind, inst.Name
+	case *domain.ConsentGivenPayload:
+		for i, id := range p.Institutions {
+			if _, err := d.Institution(id); err != nil {
+				return domain.Invalid(fmt.Sprintf("payload.institutions[%d]", i), "institution inconnue de l'annuaire : %s", id)
+			}
+		}
+	}
+	return nil
+}

@@ -13,7 +13,6 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
 
-	"github.com/maillage/maillage/adapters/directory"
 	"github.com/maillage/maillage/domain"
 	"github.com/maillage/maillage/domain/cases"
 )
@@ -107,7 +106,7 @@ func (h *Handler) record(w http.ResponseWriter, r *http.Request, caseID domain.C
 	if !ok {
 		return
 	}
-	if err := h.complete(payload, p); err != nil {
+	if err := h.directory.Complete(payload, p); err != nil {
 		writeError(w, r, h.log, err)
 		return
 	}
@@ -144,7 +143,7 @@ func (h *Handler) record(w http.ResponseWriter, r *http.Request, caseID domain.C
 		}
 		req.IfMatch = &n
 	}
-	res, err := h.cases.Record(r.Context(), req)
+	res, err := h.rs.Record(r.Context(), reader(r), req)
 	if err != nil {
 		writeError(w, r, h.log, err)
 		return
@@ -161,38 +160,12 @@ func (h *Handler) record(w http.ResponseWriter, r *http.Request, caseID domain.C
 	writeJSON(w, http.StatusCreated, ans)
 }
 
-// complete fills what the server knows better than the client: the
-// coordinator and joining institutions' kind and name, from the directory.
-func (h *Handler) complete(p domain.Payload, who directory.Principal) error {
-	switch p := p.(type) {
-	case *domain.CaseOpenedPayload:
-		if p.Coordinator == "" {
-			p.Coordinator = who.Institution
-		}
-		if p.Coordinator == "" {
-			return &domain.Error{Code: domain.EForbidden, Rule: "coordinator_only", Message: "seul un professionnel d'une institution peut ouvrir un dossier"}
-		}
-		inst, err := h.directory.Institution(p.Coordinator)
-		if err != nil {
-			return domain.Invalid("payload.coordinator", "institution inconnue de l'annuaire : %s", p.Coordinator)
-		}
-		p.CoordinatorKind, p.CoordinatorName = inst.Kind, inst.Name
-	case *domain.PartnerJoinedPayload:
-		inst, err := h.directory.Institution(p.Institution)
-		if err != nil {
-			return domain.Invalid("payload.institution", "institution inconnue de l'annuaire : %s", p.Institution)
-		}
-		p.Kind, p.Name = inst.Kind, inst.Name
-	}
-	return nil
-}
-
 func (h *Handler) summary(w http.ResponseWriter, r *http.Request) {
 	caseID, ok := h.caseID(w, r)
 	if !ok {
 		return
 	}
-	sum, err := h.cases.Summary(r.Context(), caseID, principal(r.Context()).Viewer())
+	sum, err := h.rs.Summary(r.Context(), reader(r), caseID)
 	if err != nil {
 		writeError(w, r, h.log, err)
 		return
@@ -228,7 +201,7 @@ func (h *Handler) timeline(w http.ResponseWriter, r *http.Request) {
 			bodyBuffers.Put(buf)
 		}
 	}()
-	body, version, err := h.cases.AppendTimelineJSON(r.Context(), (*buf)[:0], caseID, principal(r.Context()).Viewer(), after, int(limit))
+	body, version, err := h.rs.TimelineJSON(r.Context(), reader(r), (*buf)[:0], caseID, after, int(limit))
 	if err != nil {
 		writeError(w, r, h.log, err)
 		return

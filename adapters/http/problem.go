@@ -9,6 +9,7 @@ import (
 	"github.com/maillage/maillage/adapters/directory"
 	"github.com/maillage/maillage/domain"
 	"github.com/maillage/maillage/domain/cases"
+	"github.com/maillage/maillage/internal/reads"
 )
 
 // Problem is an RFC 9457 problem details body. Rule and Field are extension
@@ -79,6 +80,14 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	case errors.Is(err, directory.ErrUnknownInstitution):
 		writeProblem(w, r, Problem{Type: problemType("unknown_institution"), Title: codeTitle[domain.EInvalid], Status: http.StatusBadRequest,
 			Detail: "cette institution n'est pas dans l'annuaire", Rule: "unknown_institution", Field: "payload.institution"})
+	case errors.Is(err, reads.ErrNotRecorded):
+		log.Error("access log unavailable: read refused", "err", err)
+		w.Header().Set("Retry-After", "1")
+		writeProblem(w, r, Problem{Type: problemType("access_log_unavailable"), Title: "Service momentanément indisponible", Status: http.StatusServiceUnavailable,
+			Detail: "la consultation ne peut pas être journalisée : elle n'est pas servie ; réessayez dans un instant", Rule: "access_log_unavailable"})
+	case errors.Is(err, reads.ErrNotConfigured):
+		writeProblem(w, r, Problem{Type: problemType("not_configured"), Title: "Non disponible", Status: http.StatusNotImplemented,
+			Detail: "ce serveur ne tient pas ce qui est demandé (vues de synthèse, journal des accès ou têtes signées)", Rule: "not_configured"})
 	case errors.Is(err, domain.ErrStoreUnavailable):
 		log.Error("event store unavailable", "err", err)
 		w.Header().Set("Retry-After", "1")

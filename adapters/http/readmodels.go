@@ -9,18 +9,16 @@ import (
 
 	"github.com/maillage/maillage/adapters/directory"
 	"github.com/maillage/maillage/domain"
+	"github.com/maillage/maillage/internal/reads"
 	"github.com/maillage/maillage/projections"
 )
 
 // ReadModels are the read models the synthesis endpoints answer from
-// (projections.Runner). Every read for a viewer is decided by the domain
-// policy there: the handlers only parse the request and write the answer.
+// (projections.Runner): the per-case reads go through internal/reads, which
+// decides and records them; the handlers only parse the request and write
+// the answer.
 type ReadModels interface {
-	Plan(ctx context.Context, id domain.CaseID, v domain.Viewer, o projections.ReadOptions) (projections.Plan, error)
-	Chronology(ctx context.Context, id domain.CaseID, v domain.Viewer, o projections.ReadOptions) (projections.Chronology, error)
-	WhoSeesWhat(ctx context.Context, id domain.CaseID, v domain.Viewer, o projections.ReadOptions) (projections.WhoSeesWhat, error)
-	CaseDeadlines(ctx context.Context, id domain.CaseID, v domain.Viewer, o projections.ReadOptions) (projections.CaseDeadlines, error)
-	InstitutionDeadlines(ctx context.Context, inst domain.InstitutionID, o projections.ReadOptions) (projections.InstitutionDeadlines, error)
+	reads.ReadModels
 	MemberCases(ctx context.Context, inst domain.InstitutionID, o projections.ReadOptions) ([]projections.MemberCase, error)
 	Observatory(ctx context.Context, o projections.ReadOptions) (projections.Observatory, error)
 	Position() domain.Position
@@ -29,18 +27,11 @@ type ReadModels interface {
 // readModels is the handler's part for the synthesis endpoints.
 type readModels struct {
 	models ReadModels
-	access domain.AccessLog // nil: reads are not recorded
 }
 
 // WithReadModels serves the synthesis endpoints (plan, chronology,
-// who-sees-what, deadlines, directory, observatory) from rm.
+// who-sees-what, deadlines, case list, directory, observatory) from rm.
 func WithReadModels(rm ReadModels) Option { return func(h *Handler) { h.reads.models = rm } }
-
-// WithReadModelAccessLog records every read of a plan or a chronology in
-// log; a read whose record fails is not served (503).
-func WithReadModelAccessLog(log domain.AccessLog) Option {
-	return func(h *Handler) { h.reads.access = log }
-}
 
 // readOptions parses asOf, minPosition and horizon.
 func (h *Handler) readOptions(w http.ResponseWriter, r *http.Request) (projections.ReadOptions, bool) {
@@ -68,9 +59,10 @@ func (h *Handler) readOptions(w http.ResponseWriter, r *http.Request) (projectio
 	return o, true
 }
 
-// readCase runs a read of one case and writes its answer.
-func (h *Handler) readCase(w http.ResponseWriter, r *http.Request, kind domain.AccessKind,
-	read func(rm ReadModels, id domain.CaseID, v domain.Viewer, o projections.ReadOptions) (any, uint64, error)) {
+// readCase runs a read of one case through the reads service and writes
+// its answer with its version as ETag.
+func (h *Handler) readCase(w http.ResponseWriter, r *http.Request,
+	read func(rd reads.Reader, id domain.CaseID, o projections.ReadOptions) (any, uint64, error)) {
 	if !h.readModelsReady(w, r) {
 		return
 	}
@@ -82,23 +74,10 @@ func (h *Handler) readCase(w http.ResponseWriter, r *http.Request, kind domain.A
 	if !ok {
 		return
 	}
-	p := principal(r.Context())
-	answer, version, err := read(h.reads.models, caseID, p.Viewer(), o)
+	answer, version, err := read(reader(r), caseID, o)
 	if err != nil {
 		h.writeReadError(w, r, err)
 		return
-	}
-	if kind != "" && h.reads.access != nil {
-		rec := domain.AccessRecord{At: h.cases.Now(), Kind: kind, CaseID: caseID, FromSequence: min(1, version), ToSequence: version,
-			Principal: p.ID, Role: p.Role, Institution: p.Institution, FamilyMember: p.FamilyMember, Purpose: r.Header.Get(PurposeHeader)}
-		if err := h.reads.access.Record(r.Context(), rec); err != nil {
-			h.log.Error("access log: read not recorded, not served", "kind", kind, "err", err)
-			w.Header().Set("Retry-After", "1")
-			writeProblem(w, r, Problem{Type: problemType("access_log_unavailable"), Title: "Service momentanément indisponible",
-				Status: http.StatusServiceUnavailable, Rule: "access_log_unavailable",
-				Detail: "cette consultation n'a pas pu être inscrite au journal des accès : elle n'est pas servie ; réessayez dans un instant"})
-			return
-		}
 	}
 	w.Header().Set("ETag", etag(version))
 	h.writeRead(w, answer)
@@ -142,34 +121,58 @@ func (h *Handler) writeReadError(w http.ResponseWriter, r *http.Request, err err
 }
 
 func (h *Handler) plan(w http.ResponseWriter, r *http.Request) {
-	h.readCase(w, r, domain.AccessPlan, func(rm ReadModels, id domain.CaseID, v domain.Viewer, o projections.ReadOptions) (any, uint64, error) {
-		p, err := rm.Plan(r.Context(), id, v, o)
+	h.readCase(w, r, func(rd reads.Reader, id domain.CaseID, o projections.ReadOptions) (any, uint64, error) {
+		p, err := h.rs.Plan(r.Context(), rd, id, o)
 		return p, p.Version, err
 	})
 }
 
 func (h *Handler) chronology(w http.ResponseWriter, r *http.Request) {
-	h.readCase(w, r, domain.AccessChronology, func(rm ReadModels, id domain.CaseID, v domain.Viewer, o projections.ReadOptions) (any, uint64, error) {
-		c, err := rm.Chronology(r.Context(), id, v, o)
+	h.readCase(w, r, func(rd reads.Reader, id domain.CaseID, o projections.ReadOptions) (any, uint64, error) {
+		c, err := h.rs.Chronology(r.Context(), rd, id, o)
 		return c, c.Version, err
 	})
 }
 
 func (h *Handler) visibility(w http.ResponseWriter, r *http.Request) {
-	h.readCase(w, r, "", func(rm ReadModels, id domain.CaseID, v domain.Viewer, o projections.ReadOptions) (any, uint64, error) {
-		vis, err := rm.WhoSeesWhat(r.Context(), id, v, o)
+	h.readCase(w, r, func(rd reads.Reader, id domain.CaseID, o projections.ReadOptions) (any, uint64, error) {
+		vis, err := h.rs.Visibility(r.Context(), rd, id, o)
 		return vis, vis.Version, err
 	})
 }
 
 func (h *Handler) caseDeadlines(w http.ResponseWriter, r *http.Request) {
-	h.readCase(w, r, "", func(rm ReadModels, id domain.CaseID, v domain.Viewer, o projections.ReadOptions) (any, uint64, error) {
-		if !o.AsOf.IsZero() {
-			return nil, 0, domain.Invalid("asOf", "les échéances se lisent à la date du jour ; asOf vaut pour le projet, la chronologie et « qui voit quoi »")
-		}
-		d, err := rm.CaseDeadlines(r.Context(), id, v, o)
+	h.readCase(w, r, func(rd reads.Reader, id domain.CaseID, o projections.ReadOptions) (any, uint64, error) {
+		d, err := h.rs.Deadlines(r.Context(), rd, id, o)
 		return d, d.Version, err
 	})
+}
+
+// knownCases answers GET /v1/cases: the cases the caller may know exist,
+// as the caller may see them, a page at a time (?cursor=&limit=).
+func (h *Handler) knownCases(w http.ResponseWriter, r *http.Request) {
+	if !h.readModelsReady(w, r) {
+		return
+	}
+	o, ok := h.readOptions(w, r)
+	if !ok {
+		return
+	}
+	limit, ok := queryUint(w, r, r.URL.Query().Get("limit"), "limit", 100, 1000)
+	if !ok {
+		return
+	}
+	if limit == 0 {
+		writeProblem(w, r, Problem{Type: problemType("invalid_field"), Title: codeTitle[domain.EInvalid], Status: http.StatusBadRequest,
+			Detail: "limit : entre 1 et 1000", Rule: "invalid_field", Field: "limit"})
+		return
+	}
+	list, err := h.rs.KnownCases(r.Context(), reader(r), r.URL.Query().Get("cursor"), int(limit), o)
+	if err != nil {
+		h.writeReadError(w, r, err)
+		return
+	}
+	h.writeRead(w, list)
 }
 
 // institutionDeadlines answers GET /v1/deadlines: the caller's institution's.
@@ -177,17 +180,11 @@ func (h *Handler) institutionDeadlines(w http.ResponseWriter, r *http.Request) {
 	if !h.readModelsReady(w, r) {
 		return
 	}
-	p := principal(r.Context())
-	if p.Role != domain.RoleProfessional || p.Institution == "" {
-		writeError(w, r, h.log, &domain.Error{Code: domain.EForbidden, Rule: "institution_deadlines_professionals_only",
-			Message: "les échéances d'une institution sont réservées à ses professionnels ; lisez celles d'un dossier par /v1/cases/{id}/deadlines"})
-		return
-	}
 	o, ok := h.readOptions(w, r)
 	if !ok {
 		return
 	}
-	d, err := h.reads.models.InstitutionDeadlines(r.Context(), p.Institution, o)
+	d, err := h.rs.InstitutionDeadlines(r.Context(), reader(r), o)
 	if err != nil {
 		h.writeReadError(w, r, err)
 		return
@@ -245,9 +242,8 @@ func (h *Handler) observatory(w http.ResponseWriter, r *http.Request) {
 	if !h.readModelsReady(w, r) {
 		return
 	}
-	if principal(r.Context()).Role == domain.RoleFamily {
-		writeError(w, r, h.log, &domain.Error{Code: domain.EForbidden, Rule: "observatory_professionals_only",
-			Message: "l'observatoire est destiné aux professionnels et aux autorités du territoire"})
+	if err := domain.MayReadObservatory(principal(r.Context()).Viewer()); err != nil {
+		writeError(w, r, h.log, err)
 		return
 	}
 	o, ok := h.readOptions(w, r)

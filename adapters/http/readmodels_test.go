@@ -68,7 +68,7 @@ func TestPlanAndChronologyReadsAreRecordedOrNotServed(t *testing.T) {
 		t.Fatal(err)
 	}
 	log := &accessLogDouble{}
-	srv := httptest.NewServer(mhttp.NewHandler(svc, dir, mhttp.WithReadModels(runner), mhttp.WithReadModelAccessLog(log)))
+	srv := httptest.NewServer(mhttp.NewHandler(svc, dir, mhttp.WithReadModels(runner), mhttp.WithAccessLog(log)))
 	defer srv.Close()
 
 	id := uuid.New()
@@ -96,10 +96,10 @@ func TestPlanAndChronologyReadsAreRecordedOrNotServed(t *testing.T) {
 			t.Fatalf("%s: %d %s", view, status, body)
 		}
 	}
-	if len(log.records) != 2 {
-		t.Fatalf("%d reads recorded, want the plan's and the chronology's: %+v", len(log.records), log.records)
+	if len(log.records) != 3 {
+		t.Fatalf("%d reads recorded, want the plan's, the chronology's and who-sees-what's: %+v", len(log.records), log.records)
 	}
-	for i, kind := range []domain.AccessKind{domain.AccessPlan, domain.AccessChronology} {
+	for i, kind := range []domain.AccessKind{domain.AccessPlan, domain.AccessChronology, domain.AccessVisibility} {
 		r := log.records[i]
 		if r.Kind != kind || r.CaseID != id || r.FromSequence != 1 || r.ToSequence != 1 || r.Principal != who.ID ||
 			r.Institution != "ase-35" || r.Role != domain.RoleProfessional || r.Purpose != "préparation de la synthèse" || r.At.IsZero() {

@@ -15,8 +15,8 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/maillage/maillage/adapters/directory"
-	"github.com/maillage/maillage/domain"
 	"github.com/maillage/maillage/domain/cases"
+	"github.com/maillage/maillage/internal/reads"
 )
 
 // MaxBodyBytes bounds request bodies: a command is a few kilobytes at most.
@@ -33,6 +33,7 @@ type Handler struct {
 	ready     []namedCheck    // /readyz checks
 	reads     readModels      // see readmodels.go
 	audit     *auditConfig    // see audit.go
+	rs        *reads.Service  // every read of a case: decided and recorded there
 }
 
 // Option configures a Handler.
@@ -41,11 +42,19 @@ type Option func(*Handler)
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(h *Handler) { h.log = l } }
 
+// WithReads answers every read of a case with rs (shared with the web
+// view); without it the handler makes one over the case service from its
+// read-model, access-log and signed-head options.
+func WithReads(rs *reads.Service) Option { return func(h *Handler) { h.rs = rs } }
+
 // NewHandler returns the API over the case service and the directory.
 func NewHandler(svc *cases.Service, dir *directory.Directory, opts ...Option) *Handler {
 	h := &Handler{cases: svc, directory: dir, log: slog.New(slog.DiscardHandler), ids: newRequestIDs()}
 	for _, o := range opts {
 		o(h)
+	}
+	if h.rs == nil {
+		h.rs = reads.New(svc, h.readsOptions()...)
 	}
 	r := chi.NewRouter()
 	r.Use(h.logRequests, middleware.Recoverer)
@@ -63,10 +72,11 @@ func NewHandler(svc *cases.Service, dir *directory.Directory, opts ...Option) *H
 		r.Use(h.authenticate)
 		r.Get("/me", h.me)
 		r.Get("/institutions", h.institutions)
+		r.Get("/cases", h.knownCases)
 		r.Post("/cases", h.openCase)
-		r.With(h.RecordAccess(domain.AccessSummary)).Get("/cases/{caseID}", h.summary)
+		r.Get("/cases/{caseID}", h.summary)
 		r.Post("/cases/{caseID}/events", h.recordEvent)
-		r.With(h.RecordAccess(domain.AccessTimeline)).Get("/cases/{caseID}/timeline", h.timeline)
+		r.Get("/cases/{caseID}/timeline", h.timeline)
 		r.Get("/cases/{caseID}/access", h.caseAccess)
 		r.Get("/cases/{caseID}/head", h.signedHead)
 		r.Get("/cases/{caseID}/export", h.exportCase)
@@ -83,6 +93,21 @@ func NewHandler(svc *cases.Service, dir *directory.Directory, opts ...Option) *H
 	})
 	h.router = r
 	return h
+}
+
+// readsOptions are the reads service's options from the handler's.
+func (h *Handler) readsOptions() []reads.Option {
+	var opts []reads.Option
+	if h.reads.models != nil {
+		opts = append(opts, reads.WithReadModels(h.reads.models))
+	}
+	if h.audit != nil && h.audit.log != nil {
+		opts = append(opts, reads.WithAccessLog(h.audit.log))
+	}
+	if h.audit != nil && h.audit.heads != nil {
+		opts = append(opts, reads.WithSignedHeads(h.audit.heads))
+	}
+	return opts
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.router.ServeHTTP(w, r) }

@@ -21,6 +21,7 @@ import (
 	"github.com/maillage/maillage/domain/audit"
 	"github.com/maillage/maillage/domain/cases"
 	"github.com/maillage/maillage/domain/personal"
+	"github.com/maillage/maillage/internal/reads"
 )
 
 // auditConfig is the part of Main that keeps the history auditable: the
@@ -138,7 +139,7 @@ func (m *Main) caseOptions() []cases.Option {
 
 // auditHTTP gives the API the access log and the signed heads.
 func (m *Main) auditHTTP() mhttp.Option {
-	opts := []mhttp.Option{mhttp.WithAccessLog(m.accessLog), mhttp.WithReadModelAccessLog(m.accessLog)}
+	opts := []mhttp.Option{mhttp.WithAccessLog(m.accessLog)}
 	if m.signer != nil {
 		opts = append(opts, mhttp.WithSignedHeads(m.heads, m.signer.PublicKey()))
 	}
@@ -147,6 +148,16 @@ func (m *Main) auditHTTP() mhttp.Option {
 			o(h)
 		}
 	}
+}
+
+// readsOptions give the reads service the read models, the access log and
+// the signed heads.
+func (m *Main) readsOptions() []reads.Option {
+	opts := []reads.Option{reads.WithReadModels(m.readModel), reads.WithAccessLog(m.accessLog)}
+	if m.signer != nil {
+		opts = append(opts, reads.WithSignedHeads(m.heads))
+	}
+	return opts
 }
 
 // closeAudit stops the signer and the access log's sealer (each signs

@@ -20,6 +20,7 @@ import (
 	"github.com/maillage/maillage/adapters/jetstream"
 	mprom "github.com/maillage/maillage/adapters/prometheus"
 	"github.com/maillage/maillage/domain/cases"
+	"github.com/maillage/maillage/internal/reads"
 	"github.com/maillage/maillage/projections"
 )
 
@@ -46,6 +47,7 @@ type Main struct {
 	directory *directory.Directory
 	cases     *cases.Service
 	readModel *projections.Runner // see projections.go
+	reads     *reads.Service      // every read of a case, for the API and the web view
 	listener  net.Listener
 	server    *http.Server
 	served    chan error
@@ -155,7 +157,8 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	api := mhttp.NewHandler(m.cases, m.directory, mhttp.WithLogger(m.log), mhttp.WithRequestObserver(httpMetrics),
+	m.reads = reads.New(m.cases, m.readsOptions()...)
+	api := mhttp.NewHandler(m.cases, m.directory, mhttp.WithLogger(m.log), mhttp.WithRequestObserver(httpMetrics), mhttp.WithReads(m.reads),
 		mhttp.WithReadiness("store", storeReady(m.events)),
 		mhttp.WithReadModels(m.readModel), mhttp.WithReadiness("projections", projectionsReady(m.readModel)), m.auditHTTP())
 	m.server = &http.Server{
