@@ -82,3 +82,46 @@ func eachAccessBoundary(s *State, f func(time.Time)) {
 		bound(r.From, r.Until, r.LiftedSeq, r.LiftedAt)
 	}
 }
+
+// Telling is what may still be told to a viewer on a path that pushes to it
+// what changes in a case (the partner feeds), given the case's state.
+type Telling struct {
+	// Through is the last sequence a message to the viewer may carry or
+	// name (as its cause): the case's version, or for a former member its
+	// leaving.
+	Through uint64
+	// ShowMore is whether the viewer may be shown more than it was of what
+	// it holds (a reveal).
+	ShowMore bool
+}
+
+// TellingOf is rule 2 for what is pushed to viewer v: a former member is
+// told nothing recorded after its leaving, in any form. No event, no stub,
+// no message naming a later sequence; and nothing of what it holds is shown
+// more, since a consent given or an order lifted after its leaving is
+// recorded after it. What the policy now hides of what it holds is still
+// withdrawn from it: a recipient must be told when what it was given may no
+// longer be kept (GDPR art. 19), and the notice names its leaving as the
+// cause, nothing later. A member that comes back is told again like any
+// member. A non-member is told nothing.
+func TellingOf(s *State, v Viewer) Telling {
+	all := Telling{Through: s.Version, ShowMore: true}
+	switch v.Role {
+	case RoleAuditor:
+		return all
+	case RoleProfessional:
+		m, ok := s.Members[v.Institution]
+		switch {
+		case !ok || v.Institution == "":
+			return Telling{}
+		case !m.Active():
+			return Telling{Through: min(m.LeftSeq, s.Version)}
+		}
+		return all
+	case RoleFamily:
+		if _, ok := s.Family[v.FamilyMember]; ok {
+			return all
+		}
+	}
+	return Telling{}
+}

@@ -209,3 +209,44 @@ func sightKey(h *history, v Viewer, now time.Time) string {
 	}
 	return key
 }
+
+func TestTellingOf(t *testing.T) {
+	stranger := PersonID{7}
+	for _, c := range []struct {
+		name  string
+		given func(h *history)
+		v     Viewer
+		want  Telling
+	}{
+		{"a current member is told everything, shown more when the policy shows more", func(h *history) {
+			h.observe(ase, CategoryDailyLife, "un")
+			h.observe(ase, CategoryDailyLife, "deux")
+		}, professional(mecs), Telling{Through: 7, ShowMore: true}},
+		{"a former member is told nothing after its leaving, and shown nothing more", func(h *history) {
+			h.leave(mecs)
+			h.observe(ase, CategoryDailyLife, "après")
+		}, professional(mecs), Telling{Through: 6}},
+		{"a former member is not shown more by a consent given after its leaving", func(h *history) {
+			h.leave(mecs)
+			h.consent(mother, []InstitutionID{mecs}, nil, healthOnly, t0, dayThree)
+		}, professional(mecs), Telling{Through: 6}},
+		{"a member that comes back is told again like any member", func(h *history) {
+			h.leave(mecs)
+			h.observe(ase, CategoryDailyLife, "après")
+			h.join(mecs, KindMECS, "MECS Les Tilleuls")
+		}, professional(mecs), Telling{Through: 8, ShowMore: true}},
+		{"an institution that never was a member is told nothing", func(h *history) {}, professional(school), Telling{}},
+		{"a recorded parent is told everything the policy lets them see", func(h *history) {}, parent(mother), Telling{Through: 5, ShowMore: true}},
+		{"a person not recorded as family is told nothing", func(h *history) {}, parent(stranger), Telling{}},
+		{"an auditor is told everything", func(h *history) {}, Viewer{Role: RoleAuditor}, Telling{Through: 5, ShowMore: true}},
+		{"an admin is told nothing of cases", func(h *history) {}, Viewer{Role: RoleAdmin}, Telling{}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := basic(t)
+			c.given(h)
+			if got := TellingOf(h.state, c.v); got != c.want {
+				t.Errorf("TellingOf = %+v, want %+v (case at %d)", got, c.want, h.state.Version)
+			}
+		})
+	}
+}
