@@ -16,7 +16,9 @@ import (
 
 // workload records, on three cases, what makes the relay do all it does:
 // first deliveries, stubs, back-fills, reveals, retracts (with erasure),
-// a member leaving. part 0 and part 1 are recorded at different times.
+// a member leaving, and changes of access after a member left (a retract
+// naming its leaving, a reveal it does not get). part 0 and part 1 are
+// recorded at different times.
 type workload struct {
 	e       *env
 	cases   []domain.CaseID
@@ -39,12 +41,20 @@ func (w *workload) part(n int) {
 	case 1:
 		for i, id := range w.cases {
 			e.join(id, school)
+			if i == 2 {
+				// Leaves holding health under the consent.
+				e.record(id, ase, "", &domain.PartnerLeftPayload{Institution: mecs, Reason: "fin d'accueil"})
+			}
 			e.withdrawConsent(id, w.mothers[i], w.consent[i])
 			e.observe(id, school, domain.CategoryDailyLife, "Absences.")
 			if i == 1 {
 				e.record(id, ase, "", &domain.PartnerLeftPayload{Institution: mecs, Reason: "fin d'accueil"})
 			}
 			e.observe(id, ditep, domain.CategoryHealth, "Nouveau bilan.")
+			if i == 2 {
+				e.giveConsent(id, w.mothers[i], mecs, 30*24*time.Hour) // no reveal for a former member
+				e.observe(id, school, domain.CategoryDailyLife, "Retour en classe.")
+			}
 		}
 	}
 }

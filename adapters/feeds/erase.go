@@ -111,7 +111,7 @@ func eraseSubject(ctx context.Context, js jetstream.JetStream, nc *nats.Conn, na
 			break
 		}
 		msg, err := EncodeMessage(subj, Message{Kind: KindErase, CaseID: last.CaseID, Sequence: last.Sequence, Cause: last.Sequence,
-			Rule: "case_erased", View: domain.View(last, domain.Decision{Visibility: domain.Hidden, Rule: "case_erased"})})
+			View: domain.View(last, domain.Decision{Visibility: domain.Hidden})})
 		if err != nil {
 			return false, err
 		}

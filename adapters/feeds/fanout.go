@@ -117,7 +117,7 @@ func (run *run) relayEvent(ctx context.Context, cache *caseCache, e domain.Event
 	ent.state.Apply(e)
 	ent.events = append(ent.events, e)
 	now := run.r.cfg.now()
-	reevaluate := changesAccess(e) || ent.evaluated.IsZero() || boundaryPassed(ent.state, ent.evaluated, now)
+	reevaluate := domain.ChangesAccess(e) || ent.evaluated.IsZero() || domain.AccessBoundaryPassed(ent.state, ent.evaluated, now)
 	if err := run.relayMembers(ctx, ent, e, now, reevaluate); err != nil {
 		return err
 	}
@@ -227,39 +227,13 @@ func (run *run) entry(ctx context.Context, cache *caseCache, e domain.Event) (*c
 	return ent, nil
 }
 
-// changesAccess reports whether e may change what members see of earlier
-// events.
-func changesAccess(e domain.Event) bool {
-	switch e.Type {
-	case domain.ConsentGiven, domain.ConsentWithdrawn, domain.JudicialRestrictionImposed, domain.JudicialRestrictionLifted:
-		return true
-	}
-	return false
-}
-
-// boundaryPassed reports whether a consent or an order of the case started
-// or ended between from and to: what members may see may have changed with
-// time alone.
-func boundaryPassed(s *domain.State, from, to time.Time) bool {
-	within := func(t time.Time) bool { return t.After(from) && !t.After(to) }
-	for _, c := range s.Consents {
-		if within(c.From) || within(c.Until) {
-			return true
-		}
-	}
-	for _, r := range s.Restrictions {
-		if within(r.From) || within(r.Until) {
-			return true
-		}
-	}
-	return false
-}
-
-// op is one message to publish to a member: a sequence, as decided.
+// op is one message to publish to a member: a sequence, as decided, and
+// the sequence it names as its cause.
 type op struct {
 	kind     Kind
 	event    domain.Event
 	decision domain.Decision
+	cause    uint64
 }
 
 // relayTo publishes to member m what event e makes due and returns what m
@@ -273,10 +247,12 @@ func (run *run) relayTo(ctx context.Context, ent *caseEntry, m *domain.Member, e
 	if err := run.r.ensureFeed(ctx, inst); err != nil {
 		return nil, err
 	}
+	viewer := domain.Viewer{Role: domain.RoleProfessional, Institution: inst}
+	tell := domain.TellingOf(ent.state, viewer)
 	h := held
 	var err error
 	if h == nil {
-		if m.LeftSeq != 0 && m.LeftSeq < e.Sequence && !reevaluate {
+		if tell.Through < e.Sequence && !reevaluate {
 			return nil, nil // a former member is due nothing recorded after it left
 		}
 		if m.JoinedSeq == e.Sequence {
@@ -294,8 +270,8 @@ func (run *run) relayTo(ctx context.Context, ent *caseEntry, m *domain.Member, e
 	}
 	retracted := false
 	for attempt := 1; ; attempt++ {
-		ops := plan(ent, m, e, h, now, reevaluate || h.fresh)
-		stale, err := run.publish(ctx, inst, ent, e, h, ops, now)
+		ops := plan(ent, viewer, tell, e, h, now, reevaluate || h.fresh)
+		stale, err := run.publish(ctx, inst, ent, h, ops, now)
 		if err != nil {
 			return nil, err
 		}
@@ -325,27 +301,27 @@ func (run *run) relayTo(ctx context.Context, ent *caseEntry, m *domain.Member, e
 	return h, nil
 }
 
-// plan lists the messages member m is due after event e: first the
-// sequences it has not been sent (up to e, or up to its leaving), as it may
-// see them now; then, when what it may see may have changed, a reveal or a
-// retract for each sequence it holds in another form than it may now.
-func plan(ent *caseEntry, m *domain.Member, e domain.Event, h *holding, now time.Time, reevaluate bool) []op {
+// plan lists the messages viewer v (a member) is due after event e: first
+// the sequences it has not been sent (up to e, or up to its leaving), as it
+// may see them now; then, when what it may see may have changed, a reveal or
+// a retract for each sequence it holds in another form than it may now. tell
+// is what it may still be told (domain.TellingOf): a former member gets
+// nothing after its leaving, no reveal, and retracts naming its leaving as
+// their cause.
+func plan(ent *caseEntry, v domain.Viewer, tell domain.Telling, e domain.Event, h *holding, now time.Time, reevaluate bool) []op {
 	if h.through > e.Sequence {
 		return nil // relayed before a crash, with what came after
 	}
-	viewer := domain.Viewer{Role: domain.RoleProfessional, Institution: m.Institution}
-	limit := e.Sequence
-	if m.LeftSeq != 0 && m.LeftSeq < limit {
-		limit = m.LeftSeq
-	}
+	limit := min(e.Sequence, tell.Through)
+	cause := limit
 	var ops, changes []op
-	sight := domain.SightOf(ent.state, viewer, now)
+	sight := domain.SightOf(ent.state, v, now)
 	for k := uint64(len(h.vis)) + 1; k <= limit; k++ {
 		ev := ent.events[k-1]
-		ops = append(ops, op{kind: KindEvent, event: ev, decision: sight.See(ev)})
+		ops = append(ops, op{kind: KindEvent, event: ev, decision: sight.See(ev), cause: cause})
 	}
 	if reevaluate {
-		for k := uint64(1); k <= min(uint64(len(h.vis)), e.Sequence); k++ {
+		for k := uint64(1); k <= min(uint64(len(h.vis)), limit); k++ {
 			ev := ent.events[k-1]
 			d := sight.See(ev)
 			key, heldKey := viewKey(d.Visibility, d.Fields), h.vis[k-1]
@@ -354,9 +330,12 @@ func plan(ent *caseEntry, m *domain.Member, e domain.Event, h *holding, now time
 			}
 			kind := KindRetract
 			if shows(key, heldKey) {
+				if !tell.ShowMore {
+					continue
+				}
 				kind = KindReveal
 			}
-			changes = append(changes, op{kind: kind, event: ev, decision: d})
+			changes = append(changes, op{kind: kind, event: ev, decision: d, cause: cause})
 		}
 	}
 	return append(ops, changes...)
@@ -365,12 +344,12 @@ func plan(ent *caseEntry, m *domain.Member, e domain.Event, h *holding, now time
 // publish sends ops to inst's feed, each expecting the last message of the
 // case's subject to be the one h knows. stale means the feed was not as h
 // knew it (nothing more was sent): read it again and plan again.
-func (run *run) publish(ctx context.Context, inst domain.InstitutionID, ent *caseEntry, e domain.Event, h *holding, ops []op, now time.Time) (stale bool, err error) {
+func (run *run) publish(ctx context.Context, inst domain.InstitutionID, ent *caseEntry, h *holding, ops []op, now time.Time) (stale bool, err error) {
 	r := run.r
 	subject := Subject(inst, ent.id)
 	for _, o := range ops {
 		view := domain.View(o.event, o.decision)
-		msg, err := EncodeMessage(subject, Message{Kind: o.kind, CaseID: ent.id, Sequence: o.event.Sequence, Cause: e.Sequence, Rule: o.decision.Rule, View: view})
+		msg, err := EncodeMessage(subject, Message{Kind: o.kind, CaseID: ent.id, Sequence: o.event.Sequence, Cause: o.cause, Rule: o.decision.Rule, View: view})
 		if err != nil {
 			return false, err
 		}
@@ -385,7 +364,7 @@ func (run *run) publish(ctx context.Context, inst domain.InstitutionID, ent *cas
 			return false, errCrashed
 		}
 		ack, err := r.js.PublishMsg(ctx, msg,
-			jetstream.WithMsgID(msgID(o.kind, o.event.ID, inst, e.ID)),
+			jetstream.WithMsgID(msgID(ent.id, o.event.Sequence, inst, o.kind, o.cause, h.lastMsg)),
 			jetstream.WithExpectLastSequencePerSubject(h.lastMsg))
 		switch {
 		case isWrongLastSequence(err):
@@ -395,7 +374,7 @@ func (run *run) publish(ctx context.Context, inst domain.InstitutionID, ent *cas
 		case ack.Duplicate:
 			return true, nil
 		}
-		h.record(ack.Sequence, o.kind, o.event.Sequence, e.Sequence, viewKey(view.Visibility, view.RedactedFields))
+		h.record(ack.Sequence, o.kind, o.event.Sequence, o.cause, viewKey(view.Visibility, view.RedactedFields))
 		r.metrics.publishedMsg(inst, o.kind)
 		if r.crashed(crashAfterPublish, o.event) {
 			return false, errCrashed
@@ -640,32 +619,12 @@ func (c *caseCache) remove(id domain.CaseID) {
 	}
 }
 
-// nextBoundary returns the first start or end of a consent or an order of
-// the case after now (zero when none).
-func nextBoundary(s *domain.State, now time.Time) time.Time {
-	var next time.Time
-	consider := func(t time.Time) {
-		if t.After(now) && (next.IsZero() || t.Before(next)) {
-			next = t
-		}
-	}
-	for _, c := range s.Consents {
-		consider(c.From)
-		consider(c.Until)
-	}
-	for _, r := range s.Restrictions {
-		consider(r.From)
-		consider(r.Until)
-	}
-	return next
-}
-
 // keepBoundary records the case's next boundary in BoundaryBucket when it
 // changed (or always, with passed: the recorded one has passed), so that
 // the relay evaluates the case again then, even if nothing else is
 // recorded on it, and even after a restart.
 func (run *run) keepBoundary(ctx context.Context, ent *caseEntry, now time.Time, passed bool) error {
-	next := nextBoundary(ent.state, now)
+	next := domain.NextAccessBoundary(ent.state, now)
 	if next.Equal(ent.boundary) && !passed {
 		return nil
 	}

@@ -21,10 +21,12 @@ type Message struct {
 	Sequence uint64
 	// Cause is the sequence of the event whose relaying published the
 	// message: the sequence itself for a live event, the joining for a
-	// back-fill, the consent or order for a reveal or a retract.
+	// back-fill, the consent or order for a reveal or a retract; for a
+	// former member never more than its leaving (domain.TellingOf).
 	Cause uint64
-	// Rule is the policy rule that decided the view ("health_consent",
-	// "health_needs_consent", "default_audience", ...).
+	// Rule is the policy rule that decided a full or redacted view
+	// ("health_consent", "default_audience", ...): the reader's own view.
+	// A stub has none: what hid an event is not told.
 	Rule string
 	View domain.EventView
 }
@@ -32,6 +34,12 @@ type Message struct {
 // EncodeMessage builds the NATS message of a feed message, as the relay
 // publishes it.
 func EncodeMessage(subject string, m Message) (*nats.Msg, error) {
+	// A stub is the same whatever hid the event: sequence and hashes, and
+	// nothing else of the view even when the caller left more in it.
+	stub := m.View.Visibility == domain.Hidden
+	if stub {
+		m.View = domain.EventView{Sequence: m.View.Sequence, LeafHash: m.View.LeafHash, ChainHash: m.View.ChainHash, Visibility: domain.Hidden}
+	}
 	// The payload must reach the partner byte for byte, or its leaf hash
 	// would not verify: no HTML escaping (encoding/json would otherwise
 	// rewrite "<" in a raw payload).
@@ -50,28 +58,32 @@ func EncodeMessage(subject string, m Message) (*nats.Msg, error) {
 	h.Set(HeaderSequence, formatUint(m.Sequence))
 	h.Set(HeaderCause, formatUint(m.Cause))
 	h.Set(HeaderVisibility, string(m.View.Visibility))
-	if m.View.Visibility == domain.Redacted {
-		h.Set(HeaderRedacted, strings.Join(m.View.RedactedFields, ","))
-	}
-	if m.View.Type != "" {
-		h.Set(HeaderType, string(m.View.Type))
-	}
-	if m.Rule != "" {
-		h.Set(HeaderRule, m.Rule)
+	if !stub {
+		if m.View.Visibility == domain.Redacted {
+			h.Set(HeaderRedacted, strings.Join(m.View.RedactedFields, ","))
+		}
+		if m.View.Type != "" {
+			h.Set(HeaderType, string(m.View.Type))
+		}
+		if m.Rule != "" {
+			h.Set(HeaderRule, m.Rule)
+		}
 	}
 	h.Set(HeaderLeafHash, m.View.LeafHash.String())
 	h.Set(HeaderChainHash, m.View.ChainHash.String())
 	return msg, nil
 }
 
-// msgID is the message's de-duplication id: the event and the partner for a
-// first delivery; for a reveal or a retract, also the event that caused it,
-// since one sequence can be revealed and retracted several times.
-func msgID(kind Kind, event uuid.UUID, inst domain.InstitutionID, cause uuid.UUID) string {
-	if kind == KindEvent {
-		return event.String() + ":" + Token(inst)
-	}
-	return event.String() + ":" + Token(inst) + ":" + string(kind) + ":" + cause.String()
+// msgID is the message's de-duplication id: the case, the sequence, the
+// partner, the kind, the cause's sequence, and the stream sequence of the
+// case subject's last message the publish expects (after). It names no
+// event, so that a stub's id does not tell which event it hides, and it is
+// new for every publish: after moves with each message of the subject, so
+// a sequence revealed and retracted again and again, even for the same
+// cause (a consent that starts and ends with time alone), is never dropped
+// as a duplicate, while a publish retried as it was is.
+func msgID(id domain.CaseID, seq uint64, inst domain.InstitutionID, kind Kind, cause, after uint64) string {
+	return id.String() + ":" + formatUint(seq) + ":" + Token(inst) + ":" + string(kind) + ":" + formatUint(cause) + ":" + formatUint(after)
 }
 
 // ErrBadMessage: a feed message whose headers or body cannot be read.
