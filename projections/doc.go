@@ -13,7 +13,8 @@
 //     consents and orders about to expire, the family not informed after a
 //     member joined, no synthesis meeting for too long;
 //   - the directory's case memberships (MemberCases);
-//   - the anonymised observatory per département (Observatory).
+//   - the anonymised observatory per département and closed month
+//     (Observatory): published months never move.
 //
 // Every read for a viewer goes through the domain policy: the per-case
 // models are folded, at read time, from the events domain.See lets the
