@@ -42,9 +42,9 @@ const (
 	HeaderLeafHash   = "Maillage-Leaf-Hash"   // leaf hash of the event (hex)
 	HeaderKind       = "Maillage-Kind"        // event, reveal or retract
 	HeaderVisibility = "Maillage-Visibility"  // full, redacted or hidden
-	HeaderRedacted   = "Maillage-Redacted"    // removed fields, comma-separated, when redacted
-	HeaderRule       = "Maillage-Rule"        // the policy rule that decided this view
-	HeaderCause      = "Maillage-Cause"       // reveal, retract: sequence of the event whose relay caused it
+	HeaderRedacted   = "Maillage-Redacted"    // removed fields, comma-separated, when redacted; absent on stubs
+	HeaderRule       = "Maillage-Rule"        // the policy rule that decided a full or redacted view; absent on stubs
+	HeaderCause      = "Maillage-Cause"       // sequence of the event whose relaying published the message (never an id)
 	HeaderFormat     = "Maillage-Feed-Format" // body format
 )
 
