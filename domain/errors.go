@@ -28,11 +28,11 @@ type Error struct {
 	// Basis, when set, is the sequence of the event the refusal rests on (the
 	// order of the judge that forbids it): TellRefusal hides the reason
 	// from a requester whose timeline hides that event.
-	Basis uint64
+	Basis uint64 `json:"-"`
 	// Withheld is the refusal as decided, when the requester is told a
 	// neutral one (TellRefusal): for the audit trail, never for the
 	// requester.
-	Withheld *Error
+	Withheld *Error `json:"-"`
 }
 
 func (e *Error) Error() string {

@@ -39,6 +39,12 @@ type Options struct {
 	// Start is the earliest opening date (default 2024-01-01 UTC); cases
 	// open over the two following years.
 	Start time.Time
+	// Canaries plants a unique token (Canary) in every free-text field of
+	// every event (every field of Go type string, nested ones included),
+	// so that a test can tell, by searching for it, where an event's
+	// content went. A command the planted text makes invalid is recorded
+	// without it.
+	Canaries bool
 }
 
 func (o Options) withDefaults() Options {
@@ -93,7 +99,9 @@ var kindNames = map[domain.InstitutionKind]string{
 type Generator struct {
 	opts Options
 	rnd  *rand.Rand
-	n    uint64 // cases made
+	// canaries counts the tokens planted (Options.Canaries).
+	canaries int
+	n        uint64 // cases made
 }
 
 // New returns a generator.
@@ -150,6 +158,16 @@ func (c *caseMaker) record(actor domain.InstitutionID, cat domain.Category, p do
 	cmd := domain.Command{Type: p.EventType(), Category: cat, Role: domain.RoleProfessional,
 		Actor: domain.Actor{Institution: actor, Professional: "référent " + string(actor)}, Payload: p, OccurredAt: c.now.Add(-time.Duration(c.rnd.IntN(72)) * time.Hour)}
 	decided, err := domain.Decide(c.st, cmd, c.now)
+	if c.g.opts.Canaries {
+		if planted, ok := c.g.plant(p); ok {
+			cmd.Payload = planted
+			c.g.canaries++
+			cmd.Actor.Professional += fmt.Sprintf(" ⟦c%d⟧", c.g.canaries)
+			if d, perr := domain.Decide(c.st, cmd, c.now); perr == nil {
+				decided, err = d, nil
+			}
+		}
+	}
 	if err != nil {
 		return false
 	}
