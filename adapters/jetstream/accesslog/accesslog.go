@@ -13,7 +13,8 @@
 //
 // so that a case's records, or an institution's, are read without scanning
 // the others. Subjects carry no personal data: a case id is a random UUID,
-// institutions are organisations.
+// institutions are organisations. The purpose, free text, is sealed with
+// the case's key (WithPersonalData), so that the case's erasure reaches it.
 //
 // The log is also tamper-evident: the server seals its records now and
 // then, signing their digest (seal.go, audit.AccessSeal), and
@@ -38,6 +39,7 @@ import (
 	"github.com/maillage/maillage/adapters/jetstream/internal/streamread"
 	"github.com/maillage/maillage/domain"
 	"github.com/maillage/maillage/domain/audit"
+	"github.com/maillage/maillage/domain/personal"
 )
 
 // Defaults.
@@ -66,7 +68,8 @@ type config struct {
 	maxAge    time.Duration
 	replicas  int
 	log       *slog.Logger
-	deletable bool // tests: records and seals can be deleted, as by someone tampering below the application
+	deletable bool          // tests: records and seals can be deleted, as by someone tampering below the application
+	keys      personal.Keys // nil: purposes stored as given (WithPersonalData)
 }
 
 // WithStream sets the stream name and subject prefix (defaults
@@ -177,6 +180,10 @@ func (l *Log) Record(ctx context.Context, r domain.AccessRecord) error {
 	}
 	r.At = r.At.UTC()
 	r.Purpose = Purpose(r.Purpose)
+	var err error
+	if r.Purpose, err = l.sealPurpose(ctx, r); err != nil {
+		return err
+	}
 	b, err := json.Marshal(r)
 	if err != nil {
 		return err
@@ -220,17 +227,25 @@ func (l *Log) Access(ctx context.Context, f audit.AccessFilter) ([]domain.Access
 		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &start
 	}
 	var out []domain.AccessRecord
+	open := purposes{keys: l.cfg.keys}
 	err := streamread.Read(ctx, l.js, l.cfg.stream, cfg, func(m jetstream.Msg) error {
 		var r domain.AccessRecord
 		if err := json.Unmarshal(m.Data(), &r); err != nil {
 			l.cfg.log.Error("accesslog: unreadable record", "subject", m.Subject(), "err", err)
 			return nil
 		}
-		if f.Match(r) {
-			out = append(out, r)
+		if !f.Match(r) {
+			return nil
 		}
+		if err := open.open(ctx, &r); err != nil {
+			return err
+		}
+		out = append(out, r)
 		return nil
 	})
+	if errors.Is(err, personal.ErrUnreadable) || errors.Is(err, personal.ErrNoKey) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, unavailable("read", err)
 	}
