@@ -164,7 +164,7 @@ func openAuditEnv(ctx context.Context, f storeFlags) (*auditEnv, error) {
 		env.Close()
 		return nil, err
 	}
-	if env.access, err = accesslog.Open(ctx, js, accesslog.WithLogger(quiet)); err != nil {
+	if env.access, err = accesslog.Open(ctx, js, accesslog.WithLogger(quiet), accesslog.WithPersonalData(env.keys)); err != nil {
 		env.Close()
 		return nil, err
 	}

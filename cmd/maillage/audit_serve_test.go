@@ -282,6 +282,16 @@ func TestAuditWhileServingReplayAccessLogExportAndErasure(t *testing.T) {
 		t.Fatalf("the demo case has %d personal values: the test proves little", len(secrets))
 	}
 	ines := s.vars["CASE_INES"]
+	// A read's purpose is the case's personal data too: stored sealed.
+	const purpose = "entretien avec Samira au sujet du coucher"
+	wantStatus(t, s.do("GET", "/v1/cases/"+ines+"/timeline", "AED", "", "X-Access-Purpose", purpose), http.StatusOK)
+	if !strings.Contains(fmt.Sprint(s.accessRecords("CASE_INES", time.Time{})), purpose) {
+		t.Fatal("the access list does not show the purpose before erasure")
+	}
+	if files := dirHolds(t, s.dir, purpose); len(files) > 0 {
+		t.Errorf("the purpose is stored in clear in %v", files)
+	}
+	secrets = append(secrets, purpose)
 	// The partners' feeds hold them (the relay caught up with the case).
 	inesEvents, err := s.main.events.ReadCase(context.Background(), uuid.MustParse(ines), 0)
 	if err != nil {
@@ -316,6 +326,9 @@ func TestAuditWhileServingReplayAccessLogExportAndErasure(t *testing.T) {
 	if !strings.Contains(all, personal.Erased) {
 		t.Errorf("nothing reads %q after erasure", personal.Erased)
 	}
+	if files := dirHolds(t, s.dir, purpose); len(files) > 0 {
+		t.Errorf("after erasure, the purpose is in %v", files)
+	}
 	// Nor do the partner feeds, in their messages or on disk.
 	if found := feedSecrets(t, s.main, secrets); len(found) > 0 {
 		t.Errorf("after erasure, the partner feeds still hold %q", found)
@@ -324,6 +337,32 @@ func TestAuditWhileServingReplayAccessLogExportAndErasure(t *testing.T) {
 	if out, err := runCLI(t, "audit", "verify", "--nats", natsURL, "--pubkey", pub, "--case", ines); err != nil {
 		t.Fatalf("the erased case does not verify: %v\n%s", err, out)
 	}
+}
+
+// dirHolds returns the files under dir that hold s.
+func dirHolds(t *testing.T, dir, s string) []string {
+	t.Helper()
+	var found []string
+	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // renamed by the running server meanwhile
+		}
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if bytes.Contains(b, []byte(s)) {
+			found = append(found, path)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return found
 }
 
 // feedSecrets returns the secrets found in the partner feeds of a server:

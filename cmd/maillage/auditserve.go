@@ -87,7 +87,7 @@ func (m *Main) openAudit(ctx context.Context) error {
 	if m.keys, err = casekeys.Open(ctx, js, casekeys.WithReplicas(replicas), casekeys.WithLogger(m.log)); err != nil {
 		return fmt.Errorf("personal-data keys: %w", err)
 	}
-	if m.accessLog, err = accesslog.Open(ctx, js, accesslog.WithReplicas(replicas), accesslog.WithLogger(m.log)); err != nil {
+	if m.accessLog, err = accesslog.Open(ctx, js, accesslog.WithReplicas(replicas), accesslog.WithLogger(m.log), accesslog.WithPersonalData(m.keys)); err != nil {
 		return fmt.Errorf("access log: %w", err)
 	}
 	m.feedAccessLog = m.accessLog
