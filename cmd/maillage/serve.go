@@ -161,8 +161,12 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	api := mhttp.NewHandler(m.cases, m.directory, mhttp.WithLogger(m.log), mhttp.WithRequestObserver(httpMetrics), mhttp.WithReads(m.reads),
 		mhttp.WithReadiness("store", storeReady(m.events)),
 		mhttp.WithReadModels(m.readModel), mhttp.WithReadiness("projections", projectionsReady(m.readModel)), m.auditHTTP())
+	root, err := m.withWeb(withMetrics(api, m.metrics, m.log)) // the web application under / (webserve.go)
+	if err != nil {
+		return err
+	}
 	m.server = &http.Server{
-		Handler:           withMetrics(api, m.metrics, m.log),
+		Handler:           root,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
