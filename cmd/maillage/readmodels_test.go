@@ -329,7 +329,13 @@ func TestNonMembersGet404OnEverySynthesisView(t *testing.T) {
 	}
 }
 
-func TestAsOfBeforeAndAfterAConsentAndAPlacementChange(t *testing.T) {
+// TestAsOfShowsNothingThePolicyHidesNow: a read as of a past date shows the
+// history recorded up to then as the policy lets the reader see it now. The
+// children's home reads the health need in a chronology as of before the
+// consent while the consent is in force, and no longer once it is
+// withdrawn, whatever the date asked; auditors alone read who could see
+// what on a past date.
+func TestAsOfShowsNothingThePolicyHidesNow(t *testing.T) {
 	s := mustServe(t, "")
 	leo := "/v1/cases/" + s.vars["CASE_LEO"]
 	auditor := s.timeline("CASE_LEO", "AUDITOR")
@@ -354,15 +360,12 @@ func TestAsOfBeforeAndAfterAConsentAndAPlacementChange(t *testing.T) {
 		}
 		return false
 	}
-	if healthNeed(asOf(before)) {
-		t.Errorf("as of before the consent, the children's home reads the health need")
-	}
-	if !healthNeed(asOf(after)) || !healthNeed("") {
-		t.Errorf("as of after the consent, the children's home does not read the health need")
+	if !healthNeed(asOf(before)) || !healthNeed(asOf(after)) || !healthNeed("") {
+		t.Errorf("while the consent is in force, the children's home does not read the health need as of before it, after it or now")
 	}
 	mecsHealth := func(query string) string {
 		var vis visibilityBody
-		wantStatus(t, s.read(leo+"/visibility"+query, "ASE", &vis), http.StatusOK)
+		wantStatus(t, s.read(leo+"/visibility"+query, "AUDITOR", &vis), http.StatusOK)
 		for _, m := range vis.Members {
 			if m.Institution == "mecs-les-tilleuls" {
 				return m.category("health")
@@ -371,10 +374,16 @@ func TestAsOfBeforeAndAfterAConsentAndAPlacementChange(t *testing.T) {
 		return ""
 	}
 	if got := mecsHealth(asOf(before)); got != "hidden health_needs_consent" {
-		t.Errorf("who sees what as of before the consent: the children's home sees health as %q", got)
+		t.Errorf("who sees what as of before the consent, for an auditor: the children's home sees health as %q", got)
 	}
 	if got := mecsHealth(asOf(after)); got != "full health_consent" {
-		t.Errorf("who sees what as of after the consent: the children's home sees health as %q", got)
+		t.Errorf("who sees what as of after the consent, for an auditor: the children's home sees health as %q", got)
+	}
+	wantProblem(t, s.do("GET", leo+"/visibility"+asOf(after), "ASE", ""), http.StatusForbidden, "", "visibility_as_of_auditors_only")
+
+	wantStatus(t, s.do("POST", leo+"/events", "MOTHER", consentBody(consent, s.vars["MOTHER_ID"], false)), http.StatusCreated)
+	if healthNeed(asOf(after)) || healthNeed("") {
+		t.Errorf("the consent withdrawn, the children's home still reads the health need as of when it was in force")
 	}
 
 	// The placement change: absent from the chronology as of just before
