@@ -22,6 +22,7 @@ const (
 	AccessDeadlines  AccessKind = "deadlines"
 	AccessHead       AccessKind = "head"        // the signed chain head
 	AccessList       AccessKind = "access_list" // who read the case
+	AccessReplay     AccessKind = "replay"      // the case as it stood on a past date (audit replay)
 	// AccessRefusal is a command refused for a reason withheld from its
 	// author (TellRefusal): Rule names the reason, for auditors only.
 	AccessRefusal AccessKind = "refusal"

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"errors"
@@ -23,7 +24,9 @@ import (
 	"github.com/maillage/maillage/adapters/kurrentdb"
 	"github.com/maillage/maillage/domain"
 	"github.com/maillage/maillage/domain/audit"
+	"github.com/maillage/maillage/domain/cases"
 	"github.com/maillage/maillage/domain/personal"
+	"github.com/maillage/maillage/internal/reads"
 )
 
 const auditUsage = `Usage:
@@ -91,27 +94,6 @@ type auditEnv struct {
 	access  *accesslog.Log
 	lock    *os.File
 	closers []func() error
-}
-
-// openAuditedCase opens the store and reads one case's whole history (its
-// personal-data fields opened or erased); an error when the store holds no
-// such case. The caller closes the environment.
-func openAuditedCase(ctx context.Context, f storeFlags, id domain.CaseID) (*auditEnv, []domain.Event, error) {
-	env, err := openAuditEnv(ctx, f)
-	if err != nil {
-		return nil, nil, err
-	}
-	events, err := env.opened().ReadCase(ctx, id, 0)
-	if err == nil && len(events) == 0 {
-		err = fmt.Errorf("aucun dossier %s dans ce journal", id)
-	} else if err != nil {
-		err = fmt.Errorf("lecture du dossier : %w", err)
-	}
-	if err != nil {
-		env.Close()
-		return nil, nil, err
-	}
-	return env, events, nil
 }
 
 // openAuditEnv opens the store like serve does: embedded under --data
@@ -414,14 +396,18 @@ func auditReplay(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	env, events, err := openAuditedCase(ctx, sf, id)
+	env, err := openAuditEnv(ctx, sf)
 	if err != nil {
 		return err
 	}
 	defer env.Close()
-	rp := audit.ReplayAsOf(id, events, at)
-	if err := recordCLIRead(ctx, env, domain.AccessTimeline, id, rp.Version, "audit replay --as-of "+at.Format(time.RFC3339)+" "+*purpose); err != nil {
+	rs, err := env.reads()
+	if err != nil {
 		return err
+	}
+	rp, err := rs.Replay(ctx, cliReader("audit replay --as-of "+at.Format(time.RFC3339)+" "+*purpose), id, at)
+	if err != nil {
+		return cliReadError(id, err)
 	}
 	writeReplay(stdout, rp)
 	if *event == 0 {
@@ -490,20 +476,32 @@ func writeReplay(w io.Writer, rp *audit.Replay) {
 	tw.Flush()
 }
 
-// recordCLIRead records a read of a case's content by an operator of the
-// audit tools, before it is shown: a read that cannot be recorded is not
-// made.
-func recordCLIRead(ctx context.Context, env *auditEnv, kind domain.AccessKind, id domain.CaseID, version uint64, purpose string) error {
-	from := uint64(0)
-	if version > 0 {
-		from = 1
-	}
-	err := env.access.Record(ctx, domain.AccessRecord{At: time.Now(), Kind: kind, CaseID: id, FromSequence: from, ToSequence: version,
-		Role: domain.RoleAuditor, Purpose: strings.TrimSpace(purpose)})
+// reads is the reads service over the audited store: every read an
+// operator of the audit tools makes is decided and recorded there, as the
+// server's are.
+func (e *auditEnv) reads() (*reads.Service, error) {
+	svc, err := cases.New(e.events, cases.WithPersonalData(e.keys))
 	if err != nil {
-		return fmt.Errorf("la consultation n'a pas pu être inscrite au journal des accès : elle n'est pas faite : %w", err)
+		return nil, err
 	}
-	return nil
+	return reads.New(svc, reads.WithAccessLog(e.access), reads.WithSignedHeads(e.heads)), nil
+}
+
+// cliReader is an operator of the audit tools: an auditor, with the
+// purpose given.
+func cliReader(purpose string) reads.Reader {
+	return reads.Reader{Viewer: domain.Viewer{Role: domain.RoleAuditor}, Purpose: strings.TrimSpace(purpose)}
+}
+
+// cliReadError says in French what to do about a failed read.
+func cliReadError(id domain.CaseID, err error) error {
+	switch {
+	case errors.Is(err, domain.ErrNotFound):
+		return fmt.Errorf("aucun dossier %s dans ce journal : vérifiez l'identifiant et --data", id)
+	case errors.Is(err, reads.ErrNotRecorded):
+		return fmt.Errorf("la consultation n'a pas pu être inscrite au journal des accès : elle n'est pas faite ; réessayez : %w", err)
+	}
+	return fmt.Errorf("lecture du dossier : %w", err)
 }
 
 func auditExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -524,25 +522,19 @@ func auditExport(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	env, events, err := openAuditedCase(ctx, sf, id)
+	env, err := openAuditEnv(ctx, sf)
 	if err != nil {
 		return err
 	}
 	defer env.Close()
-	var head *audit.SignedHead
-	if h, ok, err := env.heads.Latest(ctx, id); err != nil {
+	rs, err := env.reads()
+	if err != nil {
 		return err
-	} else if ok {
-		head = &h
 	}
-	var erasure *personal.Erasure
-	if e, ok, err := env.keys.Erasure(ctx, id); err != nil {
-		return err
-	} else if ok {
-		erasure = &e
-	}
-	if err := recordCLIRead(ctx, env, domain.AccessExport, id, uint64(len(events)), "audit export "+*purpose); err != nil {
-		return err
+	var body bytes.Buffer
+	version, err := rs.Export(ctx, cliReader("audit export "+*purpose), id, &body)
+	if err != nil {
+		return cliReadError(id, err)
 	}
 	w := stdout
 	if *out != "" {
@@ -553,11 +545,11 @@ func auditExport(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		defer f.Close()
 		w = f
 	}
-	if err := audit.WriteExport(w, id, events, head, erasure, time.Now()); err != nil {
+	if _, err := w.Write(body.Bytes()); err != nil {
 		return err
 	}
 	if *out != "" {
-		fmt.Fprintf(stderr, "export du dossier %s : %d événements, tête signée : %v → %s\n", id, len(events), head != nil, *out)
+		fmt.Fprintf(stderr, "export du dossier %s : %d événements → %s\n", id, version, *out)
 	}
 	return nil
 }

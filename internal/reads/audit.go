@@ -146,3 +146,26 @@ func (s *Service) Record(ctx context.Context, r Reader, req cases.Request) (case
 	}
 	return res, err
 }
+
+// Replay rebuilds the case as it stood at a past date and who could see
+// what of it then, and why (audit.ReplayAsOf): the auditors' question, once
+// the read is recorded.
+func (s *Service) Replay(ctx context.Context, r Reader, id domain.CaseID, at time.Time) (*audit.Replay, error) {
+	st, events, err := s.cases.Load(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if !domain.MayKnow(st, r.Viewer) {
+		return nil, domain.ErrNotFound
+	}
+	if err := domain.AuditorOnly(r.Viewer, "auditor_only",
+		"rejouer un dossier à une date passée est réservé aux auditeurs"); err != nil {
+		return nil, err
+	}
+	rp := audit.ReplayAsOf(id, events, at)
+	from, to := whole(rp.Version)
+	if err := s.record(ctx, r, domain.AccessReplay, id, from, to); err != nil {
+		return nil, err
+	}
+	return rp, nil
+}
