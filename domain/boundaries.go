@@ -103,25 +103,13 @@ type Telling struct {
 // withdrawn from it: a recipient must be told when what it was given may no
 // longer be kept (GDPR art. 19), and the notice names its leaving as the
 // cause, nothing later. A member that comes back is told again like any
-// member. A non-member is told nothing.
+// member. Whoever may not know the case is told nothing. Through is
+// KnownVersion: what a viewer is told never goes beyond what it may know.
 func TellingOf(s *State, v Viewer) Telling {
-	all := Telling{Through: s.Version, ShowMore: true}
-	switch v.Role {
-	case RoleAuditor:
-		return all
-	case RoleProfessional:
-		m, ok := s.Members[v.Institution]
-		switch {
-		case !ok || v.Institution == "":
-			return Telling{}
-		case !m.Active():
-			return Telling{Through: min(m.LeftSeq, s.Version)}
-		}
-		return all
-	case RoleFamily:
-		if _, ok := s.Family[v.FamilyMember]; ok {
-			return all
-		}
+	through := KnownVersion(s, v)
+	if through == 0 {
+		return Telling{}
 	}
-	return Telling{}
+	former := v.Role == RoleProfessional && !s.Members[v.Institution].Active()
+	return Telling{Through: through, ShowMore: !former}
 }
