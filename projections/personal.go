@@ -18,8 +18,8 @@ import (
 // personal.NewStore): its logs, its snapshot and its access states hold the
 // sealed fields only, so that an erasure takes effect on every read model
 // at once and no plaintext personal data ever reaches the snapshot file.
-// What the access states need (ids, kinds, dates, institutions, order
-// references) is never sealed.
+// What the policy needs from the access states in clear (ids, kinds,
+// dates, institutions and their names) is never sealed.
 func WithPersonalData(keys personal.Keys) Option {
 	return func(r *Runner) error {
 		if keys == nil {
