@@ -285,8 +285,8 @@ func (h *Handler) eraseCase(w http.ResponseWriter, r *http.Request) {
 	p := principal(r.Context())
 	if err := domain.MayErase(p.Viewer()); err != nil {
 		// Answered like an unknown case for those who may not know it.
-		if st, _, lerr := h.cases.Load(r.Context(), id); lerr == nil && !domain.MayKnow(st, p.Viewer()) {
-			err = domain.ErrNotFound
+		if _, _, lerr := h.cases.LoadFor(r.Context(), id, p.Viewer()); errors.Is(lerr, domain.ErrNotFound) {
+			err = lerr
 		}
 		writeError(w, r, h.log, err)
 		return

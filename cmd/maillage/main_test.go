@@ -18,7 +18,7 @@ import (
 // server is a real maillage server (embedded NATS JetStream on disk) started
 // through Main, as the binary starts it.
 type server struct {
-	t    *testing.T
+	t    testing.TB
 	main *Main
 	dir  string
 	vars map[string]string // the demo's printed exports: tokens, case ids
@@ -26,7 +26,7 @@ type server struct {
 
 // mustServe starts a server with the demo on dir (a new temporary
 // directory when empty).
-func mustServe(t *testing.T, dir string) *server {
+func mustServe(t testing.TB, dir string) *server {
 	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
@@ -65,7 +65,7 @@ type answer struct {
 	body   []byte
 }
 
-func (a answer) json(t *testing.T) map[string]any {
+func (a answer) json(t testing.TB) map[string]any {
 	t.Helper()
 	var v map[string]any
 	if err := json.Unmarshal(a.body, &v); err != nil {
@@ -133,14 +133,14 @@ func (s *server) findEvents(caseVar, typ string) []int {
 	return seqs
 }
 
-func wantStatus(t *testing.T, a answer, status int) {
+func wantStatus(t testing.TB, a answer, status int) {
 	t.Helper()
 	if a.status != status {
 		t.Fatalf("status %d, want %d: %s", a.status, status, a.body)
 	}
 }
 
-func wantProblem(t *testing.T, a answer, status int, field, rule string) {
+func wantProblem(t testing.TB, a answer, status int, field, rule string) {
 	t.Helper()
 	wantStatus(t, a, status)
 	if ct := a.header.Get("Content-Type"); ct != "application/problem+json" {

@@ -189,6 +189,9 @@ func (s *Service) Record(ctx context.Context, req Request) (Result, error) {
 		if errors.Is(err, domain.ErrVersionConflict) && req.IfMatch != nil {
 			return Result{}, fmt.Errorf("%w: %w", ErrPreconditionFailed, err)
 		}
+		if errors.Is(err, ErrNotFound) && entry.state.Version == 0 {
+			s.forget(req.CaseID, entry) // commands on ids of no case fill nothing
+		}
 		return res, err
 	}
 }
@@ -324,6 +327,16 @@ func (s *Service) entry(id domain.CaseID) *caseEntry {
 	}
 	e.used = s.now()
 	return e
+}
+
+// forget drops the cache entry of an id that holds no case, so that asking
+// for unknown ids fills nothing. The caller holds entry.mu.
+func (s *Service) forget(id domain.CaseID, entry *caseEntry) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cases[id] == entry {
+		delete(s.cases, id)
+	}
 }
 
 func (s *Service) evictLocked() {

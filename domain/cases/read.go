@@ -42,7 +42,7 @@ type Timeline struct {
 // viewer may not know the case.
 func (s *Service) Timeline(ctx context.Context, id domain.CaseID, v domain.Viewer, after uint64, limit int) (Timeline, error) {
 	var t Timeline
-	err := s.read(ctx, id, func(st *domain.State, events []domain.Event) error {
+	err := s.read(ctx, id, v, func(st *domain.State, events []domain.Event) error {
 		version, head, events, err := known(st, v, events)
 		if err != nil {
 			return err
@@ -55,27 +55,65 @@ func (s *Service) Timeline(ctx context.Context, id domain.CaseID, v domain.Viewe
 }
 
 // read runs fn on the case's cached state and events, brought up to date
-// with the store, under the case's lock: reading the cached state costs
-// nothing, where Load folds a copy for the caller to own. fn must neither
-// keep nor change them (the views it makes may share the events' bytes,
-// which are never changed).
-func (s *Service) read(ctx context.Context, id domain.CaseID, fn func(st *domain.State, events []domain.Event) error) error {
-	return s.readEntry(ctx, id, func(entry *caseEntry) error { return fn(entry.state, entry.events) })
+// with the store, under the case's lock, for a viewer who may know the case
+// (readEntry): reading the cached state costs nothing, where Load folds a
+// copy for the caller to own. fn must neither keep nor change them (the
+// views it makes may share the events' bytes, which are never changed).
+func (s *Service) read(ctx context.Context, id domain.CaseID, v domain.Viewer, fn func(st *domain.State, events []domain.Event) error) error {
+	return s.readEntry(ctx, id, v, func(entry *caseEntry) error { return fn(entry.state, entry.events) })
 }
 
 // readEntry runs fn on the case's cache entry, brought up to date with the
-// store, under the entry's lock.
-func (s *Service) readEntry(ctx context.Context, id domain.CaseID, fn func(entry *caseEntry) error) error {
+// store, under the entry's lock, when viewer v may know the case;
+// ErrNotFound otherwise. Whoever may not know the case gets the same work
+// whether it exists or not: one read of the store, the policy's answer, no
+// key lookup; and an id of no case leaves nothing in the cache.
+func (s *Service) readEntry(ctx context.Context, id domain.CaseID, v domain.Viewer, fn func(entry *caseEntry) error) error {
 	entry := s.entry(id)
 	entry.mu.Lock()
 	defer entry.mu.Unlock()
-	if err := s.dropIfErased(ctx, id, entry); err != nil {
-		return err
-	}
 	if err := s.refresh(ctx, id, entry); err != nil {
 		return err
 	}
+	if !domain.MayKnow(entry.state, v) {
+		if entry.state.Version == 0 {
+			s.forget(id, entry)
+		} else if _, err := s.store.ReadCase(ctx, decoy(id), 0); err != nil {
+			// The refusal of a case that exists costs what the answer
+			// for one that does not does: a read of the store that
+			// finds nothing (a case this process holds is otherwise
+			// answered from memory).
+			return err
+		}
+		return ErrNotFound
+	}
+	if err := s.dropIfErased(ctx, id, entry); err != nil {
+		return err
+	}
+	if !entry.synced { // dropped as erased: read again
+		if err := s.refresh(ctx, id, entry); err != nil {
+			return err
+		}
+	}
 	return fn(entry)
+}
+
+// decoy is the id of no case, derived from id: reading it costs what
+// reading a case that does not exist costs.
+func decoy(id domain.CaseID) domain.CaseID { return uuid.NewSHA1(id, []byte("maillage/no-case")) }
+
+// LoadFor is Load for a viewer who may know the case (ErrNotFound
+// otherwise, after the same work whether the case exists or not).
+func (s *Service) LoadFor(ctx context.Context, id domain.CaseID, v domain.Viewer) (*domain.State, []domain.Event, error) {
+	var events []domain.Event
+	err := s.read(ctx, id, v, func(_ *domain.State, evs []domain.Event) error {
+		events = evs[:len(evs):len(evs)] // capped: later appends never write into it
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return domain.Fold(id, events), events, nil
 }
 
 // Summary is a case's current state as a member may see it.
@@ -146,10 +184,7 @@ type RestrictionSummary struct {
 // members and former members, who read the timeline instead.
 func (s *Service) Summary(ctx context.Context, id domain.CaseID, v domain.Viewer) (Summary, error) {
 	var sum Summary
-	err := s.read(ctx, id, func(st *domain.State, events []domain.Event) error {
-		if !domain.MayKnow(st, v) {
-			return ErrNotFound
-		}
+	err := s.read(ctx, id, v, func(st *domain.State, events []domain.Event) error {
 		if err := domain.CurrentMembersOnly(st, v, "summary_members_only",
 			"la synthèse du dossier est réservée aux membres actuels ; consultez la chronologie du dossier"); err != nil {
 			return err

@@ -47,7 +47,7 @@ type TimelinePage struct {
 // AppendTimelinePage is AppendTimelineJSON, telling what the page holds.
 func (s *Service) AppendTimelinePage(ctx context.Context, dst []byte, id domain.CaseID, v domain.Viewer, after uint64, limit int) (body []byte, info TimelinePage, err error) {
 	var version uint64
-	err = s.readEntry(ctx, id, func(entry *caseEntry) error {
+	err = s.readEntry(ctx, id, v, func(entry *caseEntry) error {
 		st := entry.state
 		known, head, events, err := known(st, v, entry.events)
 		if err != nil {

@@ -34,12 +34,9 @@ type Limitation struct {
 // of for a family member (audit.ForFamily). Refusals withheld from their
 // authors are shown to auditors only. The read of the list is recorded.
 func (s *Service) Access(ctx context.Context, r Reader, id domain.CaseID, f audit.AccessFilter) (AccessList, error) {
-	st, events, err := s.cases.Load(ctx, id)
+	st, events, err := s.cases.LoadFor(ctx, id, r.Viewer)
 	if err != nil {
 		return AccessList{}, err
-	}
-	if !domain.MayKnow(st, r.Viewer) {
-		return AccessList{}, domain.ErrNotFound
 	}
 	reader, err := domain.AccessListOf(st, r.Viewer)
 	if err != nil {
@@ -95,12 +92,9 @@ func withoutRefusals(records []domain.AccessRecord) []domain.AccessRecord {
 // Export writes the case's full history as JSON lines (audit.WriteExport),
 // for auditors, once the read is recorded; it returns the case's version.
 func (s *Service) Export(ctx context.Context, r Reader, id domain.CaseID, w io.Writer) (uint64, error) {
-	st, events, err := s.cases.Load(ctx, id)
+	st, events, err := s.cases.LoadFor(ctx, id, r.Viewer)
 	if err != nil {
 		return 0, err
-	}
-	if !domain.MayKnow(st, r.Viewer) {
-		return 0, domain.ErrNotFound
 	}
 	if err := domain.AuditorOnly(r.Viewer, "auditor_only",
 		"l'export complet d'un dossier est réservé aux auditeurs ; les membres consultent la chronologie"); err != nil {
@@ -151,12 +145,9 @@ func (s *Service) Record(ctx context.Context, r Reader, req cases.Request) (case
 // what of it then, and why (audit.ReplayAsOf): the auditors' question, once
 // the read is recorded.
 func (s *Service) Replay(ctx context.Context, r Reader, id domain.CaseID, at time.Time) (*audit.Replay, error) {
-	st, events, err := s.cases.Load(ctx, id)
+	_, events, err := s.cases.LoadFor(ctx, id, r.Viewer)
 	if err != nil {
 		return nil, err
-	}
-	if !domain.MayKnow(st, r.Viewer) {
-		return nil, domain.ErrNotFound
 	}
 	if err := domain.AuditorOnly(r.Viewer, "auditor_only",
 		"rejouer un dossier à une date passée est réservé aux auditeurs"); err != nil {

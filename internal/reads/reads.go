@@ -249,12 +249,9 @@ func (s *Service) Head(ctx context.Context, r Reader, id domain.CaseID) (audit.S
 	if s.heads == nil {
 		return audit.SignedHead{}, ErrNotConfigured
 	}
-	st, _, err := s.cases.Load(ctx, id)
+	st, _, err := s.cases.LoadFor(ctx, id, r.Viewer)
 	if err != nil {
 		return audit.SignedHead{}, err
-	}
-	if !domain.MayKnow(st, r.Viewer) {
-		return audit.SignedHead{}, domain.ErrNotFound
 	}
 	if domain.KnownVersion(st, r.Viewer) != st.Version {
 		return audit.SignedHead{}, &domain.Error{Code: domain.EForbidden, Rule: "head_current_members_only",
