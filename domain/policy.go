@@ -141,12 +141,17 @@ func (g *Sight) seeAsProfessional(e Event) Decision {
 
 // healthForMember is rule 4 for a member: care members see health, others
 // only while a consent in force now names them (or their kind) and health.
+// A former member only by a consent given before it left: one given later
+// is recorded after its leaving, which it may not learn of in any form.
 func healthForMember(s *State, m *Member, now time.Time) Decision {
 	if m.Kind.Care() {
 		return show("health_care_member", "")
 	}
 	var found *Consent
 	for _, c := range s.Consents {
+		if m.LeftSeq != 0 && c.GivenSeq > m.LeftSeq {
+			continue
+		}
 		if c.ActiveAt(now) && c.Covers(m.Institution, m.Kind, CategoryHealth) && (found == nil || c.GivenSeq < found.GivenSeq) {
 			found = c
 		}

@@ -321,7 +321,8 @@ func refHealthForMember(s *domain.State, m *domain.Member, now time.Time) domain
 	}
 	var found *domain.Consent
 	for _, c := range s.Consents {
-		if c.ActiveAt(now) && c.Covers(m.Institution, m.Kind, domain.CategoryHealth) && (found == nil || c.GivenSeq < found.GivenSeq) {
+		givenBeforeLeaving := m.LeftSeq == 0 || c.GivenSeq <= m.LeftSeq
+		if givenBeforeLeaving && c.ActiveAt(now) && c.Covers(m.Institution, m.Kind, domain.CategoryHealth) && (found == nil || c.GivenSeq < found.GivenSeq) {
 			found = c
 		}
 	}

@@ -188,6 +188,26 @@ func TestSee(t *testing.T) {
 			want: Hidden, rule: "health_needs_consent",
 		},
 		{
+			name: "a former member is not shown health by a consent given after it left: nothing after its leaving, in any form",
+			given: func(h *history) (Event, Viewer, time.Time) {
+				e := h.observe(ditep, CategoryHealth, "bilan orthophonique")
+				h.leave(mecs)
+				h.consent(mother, []InstitutionID{mecs}, nil, []Category{CategoryHealth}, t0, t0.AddDate(1, 0, 0))
+				return e, professional(mecs), h.clock
+			},
+			want: Hidden, rule: "health_needs_consent",
+		},
+		{
+			name: "a former member keeps health under a consent given before it left, while in force",
+			given: func(h *history) (Event, Viewer, time.Time) {
+				e := h.observe(ditep, CategoryHealth, "bilan orthophonique")
+				h.consent(mother, []InstitutionID{mecs}, nil, []Category{CategoryHealth}, t0, t0.AddDate(1, 0, 0))
+				h.leave(mecs)
+				return e, professional(mecs), h.clock
+			},
+			want: Full, rule: "health_consent",
+		},
+		{
 			name: "a DITEP sees health without consent",
 			given: func(h *history) (Event, Viewer, time.Time) {
 				return h.observe(ase, CategoryHealth, "hospitalisation"), professional(ditep), h.clock

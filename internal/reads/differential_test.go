@@ -128,6 +128,7 @@ func TestNoPathShowsWhatTheTimelineHides(t *testing.T) {
 	// run have ended.
 	for _, at := range []time.Time{last.Add(time.Hour), last.AddDate(1, 6, 0)} {
 		clk.set(at)
+		d.lists, d.trays = map[domain.Viewer]map[domain.CaseID]projections.CaseCard{}, map[domain.Viewer]map[domain.CaseID][]projections.Deadline{}
 		for _, events := range all {
 			d.checkCase(ctx, events)
 		}
@@ -144,6 +145,46 @@ type differential struct {
 	svc    *cases.Service
 	checks int
 	leaks  int
+	// lists and trays hold each viewer's case list and tray, read once per
+	// clock time (they span every case).
+	lists map[domain.Viewer]map[domain.CaseID]projections.CaseCard
+	trays map[domain.Viewer]map[domain.CaseID][]projections.Deadline
+}
+
+// list returns the viewer's case list, by case.
+func (d *differential) list(ctx context.Context, r reads.Reader) map[domain.CaseID]projections.CaseCard {
+	if l, ok := d.lists[r.Viewer]; ok {
+		return l
+	}
+	list, err := d.rs.KnownCases(ctx, r, "", 0, projections.ReadOptions{})
+	if err != nil {
+		d.t.Fatalf("%v: case list: %v", r.Viewer, err)
+	}
+	l := map[domain.CaseID]projections.CaseCard{}
+	for _, c := range list.Cases {
+		l[c.CaseID] = c
+	}
+	d.lists[r.Viewer] = l
+	return l
+}
+
+// tray returns the professional viewer's tray, by case.
+func (d *differential) tray(ctx context.Context, r reads.Reader) map[domain.CaseID][]projections.Deadline {
+	if tr, ok := d.trays[r.Viewer]; ok {
+		return tr
+	}
+	tray, err := d.rs.InstitutionDeadlines(ctx, r, projections.ReadOptions{})
+	if err != nil {
+		d.t.Fatalf("%v: tray: %v", r.Viewer, err)
+	}
+	tr := map[domain.CaseID][]projections.Deadline{}
+	for _, dl := range tray.Deadlines {
+		if dl.CaseID != nil {
+			tr[*dl.CaseID] = append(tr[*dl.CaseID], dl)
+		}
+	}
+	d.trays[r.Viewer] = tr
+	return tr
 }
 
 // viewers are who reads a case: an auditor, every institution that was ever
@@ -231,21 +272,13 @@ func (d *differential) checkCase(ctx context.Context, events []domain.Event) {
 		var export bytes.Buffer
 		_, err = d.rs.Export(ctx, r, id, &export)
 		check("export", 0, export.String(), err)
-		list, err := d.rs.KnownCases(ctx, r, "", 0, projections.ReadOptions{})
-		for _, c := range list.Cases {
-			if c.CaseID == id {
-				check("case list", c.Version, c, err)
-			}
+		card, listed := d.list(ctx, r)[id]
+		if !listed {
+			t.Errorf("%v may know case %s, which its case list leaves out", v, id)
 		}
+		check("case list", card.Version, card, nil)
 		if v.Role == domain.RoleProfessional {
-			tray, err := d.rs.InstitutionDeadlines(ctx, r, projections.ReadOptions{})
-			var mine []projections.Deadline
-			for _, dl := range tray.Deadlines {
-				if dl.CaseID != nil && *dl.CaseID == id {
-					mine = append(mine, dl)
-				}
-			}
-			check("tray", 0, mine, err)
+			check("tray", 0, d.tray(ctx, r)[id], nil)
 		}
 		for i, cmd := range refusable(st, v) {
 			_, err := d.rs.Record(ctx, r, cases.Request{CaseID: id, Command: cmd})
