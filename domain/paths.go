@@ -93,6 +93,22 @@ func MayReadObservatory(v Viewer) error {
 	return nil
 }
 
+// ProfessionalsOnly refuses every role but professionals of an institution
+// (an institution's tray of deadlines, its list of cases).
+func ProfessionalsOnly(v Viewer, rule, message string) error {
+	if v.Role == RoleProfessional && v.Institution != "" {
+		return nil
+	}
+	return &Error{Code: EForbidden, Rule: rule, Message: message}
+}
+
+// OwnInstitution reports whether inst is the viewer's own institution: what
+// an institution is a member of (its cases in the directory) is told to its
+// professionals only.
+func OwnInstitution(v Viewer, inst InstitutionID) bool {
+	return ProfessionalsOnly(v, "", "") == nil && v.Institution == inst
+}
+
 // AccessListReader says whose reads of the case viewer v may see in the
 // access list (who read the case): all of them for an auditor; the reads by
 // other institutions for the coordinator; the reads the family may know of

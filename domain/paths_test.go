@@ -203,3 +203,20 @@ func TestTellRefusal(t *testing.T) {
 		t.Errorf("a refusal without basis: %+v", told)
 	}
 }
+
+func TestProfessionalsOnly(t *testing.T) {
+	for _, tc := range []struct {
+		who     who
+		allowed bool
+	}{{ase, true}, {auditor, false}, {motherSelf, false}, {admin, false}, {who{role: domain.RoleProfessional}, false}} {
+		if err := domain.ProfessionalsOnly(viewerOf(tc.who), "rule", "réservé"); (err == nil) != tc.allowed {
+			t.Errorf("%s %q: err = %v", tc.who.role, tc.who.Institution, err)
+		}
+	}
+}
+
+func TestOwnInstitution(t *testing.T) {
+	if !domain.OwnInstitution(viewerOf(ase), aseID) || domain.OwnInstitution(viewerOf(ase), mecsID) || domain.OwnInstitution(viewerOf(auditor), "") {
+		t.Error("an institution's cases are told to its own professionals only")
+	}
+}

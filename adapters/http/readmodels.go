@@ -224,7 +224,7 @@ func (h *Handler) directoryAnswer(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		e := directoryEntry{Institution: inst}
-		if p.Role == domain.RoleProfessional && inst.ID == p.Institution {
+		if domain.OwnInstitution(p.Viewer(), inst.ID) {
 			cases, err := h.reads.models.MemberCases(r.Context(), inst.ID, o)
 			if err != nil {
 				h.writeReadError(w, r, err)

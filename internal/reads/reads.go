@@ -235,9 +235,9 @@ func (s *Service) InstitutionDeadlines(ctx context.Context, r Reader, o projecti
 	if s.models == nil {
 		return projections.InstitutionDeadlines{}, ErrNotConfigured
 	}
-	if r.Viewer.Role != domain.RoleProfessional || r.Viewer.Institution == "" {
-		return projections.InstitutionDeadlines{}, &domain.Error{Code: domain.EForbidden, Rule: "institution_deadlines_professionals_only",
-			Message: "les échéances d'une institution sont réservées à ses professionnels ; lisez celles d'un dossier par /v1/cases/{id}/deadlines"}
+	if err := domain.ProfessionalsOnly(r.Viewer, "institution_deadlines_professionals_only",
+		"les échéances d'une institution sont réservées à ses professionnels ; lisez celles d'un dossier par /v1/cases/{id}/deadlines"); err != nil {
+		return projections.InstitutionDeadlines{}, err
 	}
 	return s.models.InstitutionDeadlines(ctx, r.Viewer.Institution, o)
 }
