@@ -72,6 +72,16 @@ func TestRefusalsQuoteNothingTheRequesterMayNotSee(t *testing.T) {
 		}
 	}
 
+	// Metrics name routes, outcomes and institutions, never what a case holds.
+	metrics := s.do("GET", "/metrics", "", "")
+	wantStatus(t, metrics, http.StatusOK)
+	for _, secret := range []string{"26/99999", "Tribunal", "LEO-35", s.vars["CASE_LEO"], "Durand", "partner_excluded"} {
+		if bytes.Contains(metrics.body, []byte(secret)) {
+			i := bytes.Index(metrics.body, []byte(secret))
+			t.Errorf("/metrics holds %q: %s", secret, metrics.body[max(0, i-200):min(len(metrics.body), i+50)])
+		}
+	}
+
 	// The ASE sees the contact suspension: its refusal says why.
 	c := s.do("POST", leo+"/events", "ASE", `{"type":"InterventionAgreed","payload":{"intervention":"`+uuid.NewString()+`",
 		"institution":"mecs-les-tilleuls","description":"Week-end chez le père","modalities":"hébergement","timing":"un week-end sur deux",
