@@ -254,6 +254,9 @@ type printView struct {
 	PrintedAt string
 }
 
+// Case is the case page the summary prints the sections of.
+func (p printView) Case() caseView { return p.caseView }
+
 // caseList is "Mes dossiers": the cases the viewer may know of, and the tray
 // of what is due across them.
 type caseList struct {

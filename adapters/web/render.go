@@ -42,7 +42,7 @@ type errorPage struct{ Heading, Detail string }
 var pageNames = []string{"signin", "cases", "case", "print", "access", "form", "error"}
 
 func parseTemplates() (map[string]*template.Template, error) {
-	base, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/parts.html")
+	base, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/parts.html", "templates/sections.html")
 	if err != nil {
 		return nil, fmt.Errorf("web templates: %w", err)
 	}
@@ -177,6 +177,19 @@ func redactionWords(fields []string) []string {
 	return out
 }
 
+// describedBy is the ids a field's aria-describedby names: its hint and
+// its error, when it has them.
+func describedBy(hint, name, err string) string {
+	var ids []string
+	if hint != "" {
+		ids = append(ids, "aide-"+name)
+	}
+	if err != "" {
+		ids = append(ids, "erreur-"+name)
+	}
+	return strings.Join(ids, " ")
+}
+
 // args builds a template's arguments from name, value pairs.
 func args(kv ...any) (map[string]any, error) {
 	if len(kv)%2 != 0 {
@@ -244,6 +257,7 @@ var funcs = template.FuncMap{
 	},
 	"fieldID":         func(name string) string { return "champ-" + name },
 	"args":            args,
+	"describedBy":     describedBy,
 	"impacts":         func() []option { return impactOptions },
 	"categories":      func() []option { return categoryOptions },
 	"familyName":      familyName,

@@ -32,9 +32,16 @@ func (h *Handler) signInPage(w http.ResponseWriter, r *http.Request) {
 	h.signInForm(w, r, http.StatusOK, signIn{Return: r.URL.Query().Get("retour")})
 }
 
-// signInForm renders the sign-in form with a fresh pre-session CSRF secret.
+// signInForm renders the sign-in form with the browser's pre-session CSRF
+// secret.
 func (h *Handler) signInForm(w http.ResponseWriter, r *http.Request, status int, si signIn) {
-	si.CSRF = randomID()
+	// One secret per browser, kept across renders, so that two sign-in
+	// pages open in two tabs both work.
+	if c, err := r.Cookie(preCookie); err == nil && len(c.Value) == 43 {
+		si.CSRF = c.Value
+	} else {
+		si.CSRF = randomID()
+	}
 	if !returnPath.MatchString(si.Return) {
 		si.Return = ""
 	}
