@@ -33,24 +33,28 @@ type clock struct {
 func (c *clock) now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 func (c *clock) set(t time.Time) { c.mu.Lock(); defer c.mu.Unlock(); c.t = t }
 
-// memoryLog is an access log that keeps its records.
+// memoryLog is an access log that keeps its records, by case.
 type memoryLog struct {
 	mu      sync.Mutex
-	records []domain.AccessRecord
+	records map[domain.CaseID][]domain.AccessRecord
 }
 
 func (l *memoryLog) Record(_ context.Context, r domain.AccessRecord) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.records = append(l.records, r)
+	if l.records == nil {
+		l.records = map[domain.CaseID][]domain.AccessRecord{}
+	}
+	l.records[r.CaseID] = append(l.records[r.CaseID], r)
 	return nil
 }
 
+// Access answers the queries of a case's access list.
 func (l *memoryLog) Access(_ context.Context, f audit.AccessFilter) ([]domain.AccessRecord, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var out []domain.AccessRecord
-	for _, r := range l.records {
+	for _, r := range l.records[f.CaseID] {
 		if f.Match(r) {
 			out = append(out, r)
 		}
