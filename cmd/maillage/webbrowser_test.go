@@ -101,7 +101,7 @@ func newBrowser(t *testing.T, tools browserTools) func() context.Context {
 		chromedp.ExecPath(tools.chromium), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
 		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true), chromedp.WindowSize(1280, 900),
+		chromedp.Flag("disable-dev-shm-usage", true), chromedp.Flag("lang", "fr-FR"), chromedp.WindowSize(1280, 900),
 		chromedp.UserDataDir(t.TempDir()))
 	browser, cancelBrowser := chromedp.NewContext(alloc)
 	t.Cleanup(func() { cancelBrowser(); cancelAlloc() })
@@ -224,6 +224,10 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 	}
 }
 
+// scrollToStubs shows the part of the chronology where the children's home
+// has stubs and the DITEP the health observations.
+const scrollToStubs = `document.getElementById("evenement-12").scrollIntoView(), true`
+
 // secretPlace is what tells the child's place of life, in the demo.
 var secretPlace = []string{"Tilleuls", "10-13 ans", "12 rue des", "35000 Rennes"}
 
@@ -248,6 +252,7 @@ func TestWebEachViewerSeesWhatThePolicyLets(t *testing.T) {
 		t.Error("the children's home's page holds the DITEP's health observation")
 	}
 	violations["dossier"] = axeAudit(t, mecs, tools, "dossier (MECS)")
+	eval[bool](t, mecs, scrollToStubs)
 	screenshot(t, mecs, "dossier-mecs")
 	do(t, mecs, chromedp.Navigate(leo+"/synthese"), chromedp.WaitVisible(chromedp.ID("champ-participants")))
 	violations["réunion"] = axeAudit(t, mecs, tools, "formulaire de réunion")
@@ -268,6 +273,7 @@ func TestWebEachViewerSeesWhatThePolicyLets(t *testing.T) {
 	if text := eval[string](t, ditep, `document.body.innerText`); !strings.Contains(text, "Bilan psychologique") {
 		t.Error("the DITEP does not see its own health observation")
 	}
+	eval[bool](t, ditep, scrollToStubs)
 	screenshot(t, ditep, "dossier-ditep")
 	do(t, ditep, chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile), chromedp.Navigate(leo), chromedp.WaitVisible(chromedp.ID("chronologie")))
 	violations["dossier, téléphone"] = axeAudit(t, ditep, tools, "dossier (largeur de téléphone)")
