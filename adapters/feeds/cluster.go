@@ -85,7 +85,7 @@ func ConnectCluster(ctx context.Context, dir, urls string, opts ...ServerOption)
 	}
 	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	switch _, err := js.AccountInfo(actx); {
+	switch err := accountInfo(actx, js); {
 	case errors.Is(err, jetstream.ErrJetStreamNotEnabled), errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount):
 		s.Close()
 		return nil, fmt.Errorf("feeds: the NATS cluster at %s runs no JetStream for the feeds account: %w", strings.Join(list, ","), err)
@@ -303,4 +303,25 @@ func (a *Authority) toolUser(account nkeys.KeyPair, name string, edit func(*jwt.
 	}
 	seed, _ := user.Seed()
 	return token, seed, nil
+}
+
+// accountInfo asks for the account's JetStream, retrying a few seconds
+// while the nodes report it not enabled: a node that has just started, or
+// just been told the account's claim, answers so until it has loaded the
+// account's JetStream limits (seen under load in the cluster tests). Past
+// that, it is a configuration to fix.
+func accountInfo(ctx context.Context, js jetstream.JetStream) error {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := js.AccountInfo(ctx)
+		notEnabled := errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount)
+		if !notEnabled || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
