@@ -40,12 +40,12 @@ func recordAs(t *testing.T, d webDemo, who, caseID, body string) int {
 // webClient is a browser without a browser: a cookie jar, no redirects
 // followed unless asked.
 type webClient struct {
-	t    *testing.T
+	t    testing.TB
 	base string
 	c    *http.Client
 }
 
-func newWebClient(t *testing.T, d webDemo) *webClient {
+func newWebClient(t testing.TB, d webDemo) *webClient {
 	jar, _ := cookiejar.New(nil)
 	return &webClient{t: t, base: d.url, c: &http.Client{Jar: jar, Timeout: 20 * time.Second}}
 }
@@ -98,7 +98,7 @@ func (w *webClient) signIn(token string) *http.Response {
 	return res
 }
 
-func mustUUID(t *testing.T, s string) uuid.UUID {
+func mustUUID(t testing.TB, s string) uuid.UUID {
 	t.Helper()
 	id, err := uuid.Parse(s)
 	if err != nil {
@@ -107,7 +107,7 @@ func mustUUID(t *testing.T, s string) uuid.UUID {
 	return id
 }
 
-func caseVersion(t *testing.T, d webDemo) uint64 {
+func caseVersion(t testing.TB, d webDemo) uint64 {
 	t.Helper()
 	st, _, err := d.m.cases.Load(context.Background(), mustUUID(t, d.env["CASE_LEO"]))
 	if err != nil {

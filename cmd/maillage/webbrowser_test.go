@@ -29,7 +29,7 @@ type webDemo struct {
 
 var exportLine = regexp.MustCompile(`(?m)^export (\w+)=(\S+)`)
 
-func startWebDemo(t *testing.T) webDemo {
+func startWebDemo(t testing.TB) webDemo {
 	t.Helper()
 	var out bytes.Buffer
 	m := NewMain(&out, io.Discard)
