@@ -49,8 +49,9 @@ func (r *Relay) Erase(ctx context.Context, id domain.CaseID) error {
 // EraseCase removes the case of last (its last event) from every feed of
 // the feed server nc is connected to (account FEEDS): on each feed that
 // holds messages of the case, it publishes an erase notice (KindErase, a
-// stub of last: sequence and hashes only), then securely deletes every
-// earlier message of the case. A feed whose last message of the case is
+// stub of the last event that feed was sent of the case, at most last:
+// sequence and hashes only), then securely deletes every earlier message
+// of the case. A feed whose last message of the case is
 // already a notice only has its earlier messages deleted, so calling it
 // again is harmless; the relay never publishes after a notice (it reads it
 // back, see loadHolding). It returns how many feeds it published a notice
@@ -91,31 +92,55 @@ func EraseCase(ctx context.Context, nc *nats.Conn, last domain.Event) (int, erro
 }
 
 // eraseSubject ends one feed's subject of a case with an erase notice and
-// deletes what came before it.
+// deletes what came before it. The notice is a stub of the last sequence
+// the partner was sent of the case, not beyond last: the case's version
+// for a member, its leaving for a former member, who is told nothing of
+// the case after it, not even how far it went (domain.TellingOf).
 func eraseSubject(ctx context.Context, js jetstream.JetStream, nc *nats.Conn, name, subj string, last domain.Event) (published bool, err error) {
 	stream, err := js.Stream(ctx, name)
 	if err != nil {
 		return false, err
 	}
 	var notice uint64
+	var older []uint64
 	for attempt := 1; notice == 0; attempt++ {
-		raw, err := stream.GetLastMsgForSubject(ctx, subj)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
+		var tail uint64 // stream sequence of the subject's last message
+		var ended bool  // it is an erase notice
+		var told domain.EventView
+		older = older[:0]
+		err := readSubject(ctx, nc, name, subj, 1, 0, func(seq uint64, m *nats.Msg) error {
+			if tail != 0 {
+				older = append(older, tail)
+			}
+			tail = seq
+			if ended = Kind(m.Header.Get(HeaderKind)) == KindErase; ended {
+				return nil
+			}
+			if msg, err := ParseMessage(m.Header, m.Data); err == nil && msg.Sequence > told.Sequence && msg.Sequence <= last.Sequence {
+				told = msg.View
+			}
+			return nil
+		})
+		if err != nil {
+			return false, err
+		}
+		if tail == 0 {
 			return false, nil // nothing of the case on this feed
 		}
-		if err != nil {
-			return false, err
-		}
-		if Kind(raw.Header.Get(HeaderKind)) == KindErase {
-			notice = raw.Sequence
+		if ended {
+			notice = tail
 			break
 		}
-		msg, err := EncodeMessage(subj, Message{Kind: KindErase, CaseID: last.CaseID, Sequence: last.Sequence, Cause: last.Sequence,
-			View: domain.View(last, domain.Decision{Visibility: domain.Hidden})})
+		older = append(older, tail)
+		view := domain.View(last, domain.Decision{Visibility: domain.Hidden})
+		if told.Sequence != 0 && told.Sequence < last.Sequence {
+			view = domain.EventView{Sequence: told.Sequence, LeafHash: told.LeafHash, ChainHash: told.ChainHash, Visibility: domain.Hidden}
+		}
+		msg, err := EncodeMessage(subj, Message{Kind: KindErase, CaseID: last.CaseID, Sequence: view.Sequence, Cause: view.Sequence, View: view})
 		if err != nil {
 			return false, err
 		}
-		ack, err := js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(raw.Sequence))
+		ack, err := js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(tail))
 		switch {
 		case isWrongLastSequence(err) && attempt < 5:
 			continue // a message got in meanwhile: look again
@@ -123,16 +148,6 @@ func eraseSubject(ctx context.Context, js jetstream.JetStream, nc *nats.Conn, na
 			return false, fmt.Errorf("publish the erase notice: %w", err)
 		}
 		notice, published = ack.Sequence, true
-	}
-	var older []uint64
-	if notice > 1 {
-		err = readSubject(ctx, nc, name, subj, 1, notice-1, func(seq uint64, _ *nats.Msg) error {
-			older = append(older, seq)
-			return nil
-		})
-		if err != nil {
-			return published, err
-		}
 	}
 	for _, seq := range older {
 		if err := stream.SecureDeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {

@@ -132,3 +132,37 @@ func feedFiles(t *testing.T, e *env) []byte {
 	}
 	return all.Bytes()
 }
+
+// Given a member that left a case that then moved on, when the case is
+// erased, then the erase notice on its feed is a stub of its leaving (the
+// last sequence it was sent), not of the case's last event: a former member
+// learns nothing of the case after its leaving, not even its version or
+// head. A current member's notice is a stub of the case's last event.
+func TestAFormerMembersEraseNoticeNamesNothingAfterItsLeaving(t *testing.T) {
+	e := newEnv(t)
+	r := e.startRelay()
+	id, _ := e.openCase(mecs, school)
+	e.observe(id, mecs, domain.CategoryDailyLife, "Semaine calme.")
+	e.record(id, ase, "", &domain.PartnerLeftPayload{Institution: school, Reason: "changement d'établissement"})
+	left := e.lastSequence(id)
+	e.observe(id, mecs, domain.CategoryDailyLife, "Retour de week-end.")
+	e.observe(id, mecs, domain.CategoryDailyLife, "Rendez-vous chez l'orthophoniste.")
+	e.wait(r)
+	if err := r.Erase(e.ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	st, events, err := e.svc.Load(e.ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for inst, want := range map[domain.InstitutionID]domain.Event{school: events[left-1], mecs: events[st.Version-1]} {
+		msgs := caseMessages(e, inst, id)
+		if len(msgs) != 1 || msgs[0].Kind != KindErase {
+			t.Fatalf("%s holds %d messages of the erased case, want its erase notice", inst, len(msgs))
+		}
+		m := msgs[0]
+		if m.Sequence != want.Sequence || m.Cause != want.Sequence || m.View.LeafHash != want.LeafHash || m.View.ChainHash != want.ChainHash {
+			t.Errorf("%s: erase notice of %d (cause %d, chain %s), want a stub of %d (chain %s)", inst, m.Sequence, m.Cause, m.View.ChainHash, want.Sequence, want.ChainHash)
+		}
+	}
+}
