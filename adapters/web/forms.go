@@ -38,7 +38,7 @@ type command struct {
 	key      string
 }
 
-var forms = []formSpec{meetingForm, observationForm, referentForm}
+var forms = []formSpec{meetingForm, observationForm, interventionForm, referentForm}
 
 // formView is a form as rendered: filled with what was typed, with the
 // errors next to their fields.
@@ -390,6 +390,57 @@ var referentForm = formSpec{
 			return "referentEmail"
 		case "reason":
 			return "reason"
+		}
+		return ""
+	},
+}
+
+// interventionForm records who does what, how and when (charter art. 3),
+// with the contacts with the family it schedules: the judge's orders on
+// contacts bind it as they bind the API (contact_suspended,
+// visits_supervised), and the refusal comes back next to the contact.
+var interventionForm = formSpec{
+	path: "intervention", title: "Enregistrer une intervention convenue", fields: "intervention-fields", options: true,
+	done: "L'intervention est enregistrée.",
+	build: func(h *Handler, s *session, vals url.Values) ([]command, error) {
+		start, err := optionalDate(vals, "start")
+		if err != nil {
+			return nil, cmdError{0, err}
+		}
+		end, err := optionalDate(vals, "end")
+		if err != nil {
+			return nil, cmdError{0, err}
+		}
+		p := &domain.InterventionAgreedPayload{Intervention: uuid.New(), Institution: domain.InstitutionID(vals.Get("institution")),
+			Description: strings.TrimSpace(vals.Get("description")), Modalities: strings.TrimSpace(vals.Get("modalities")),
+			Timing: strings.TrimSpace(vals.Get("timing")), End: end}
+		if start != nil {
+			p.Start = *start
+		}
+		if fm := vals.Get("contactWith"); fm != "" {
+			id, err := uuid.Parse(fm)
+			if err != nil {
+				return nil, cmdError{0, domain.Invalid("contacts.familyMember", "membre de la famille inconnu")}
+			}
+			p.Contacts = []domain.ContactArrangement{{FamilyMember: id, Supervised: vals.Get("supervised") == "oui",
+				ThirdParty: strings.TrimSpace(vals.Get("thirdParty"))}}
+		}
+		cat := domain.CategoryPlan
+		if vals.Get("category") == string(domain.CategoryHealth) {
+			cat = domain.CategoryHealth
+		}
+		return []command{{payload: p, category: cat, occurred: h.now(), key: "-intervention"}}, nil
+	},
+	fieldOf: func(_ int, f string) string {
+		switch f {
+		case "institution", "description", "modalities", "timing", "start", "end", "category":
+			return f
+		case "contacts.familyMember", "contacts":
+			return "contactWith"
+		case "contacts.supervised":
+			return "supervised"
+		case "contacts.thirdParty":
+			return "thirdParty"
 		}
 		return ""
 	},

@@ -253,3 +253,35 @@ func TestWebSecretPlacementInSourceAndStream(t *testing.T) {
 		}
 	}
 }
+
+// TestWebInterventionKeepsTheJudgesOrders: an intervention agreed in the
+// meeting goes the API's way; an unsupervised contact with the father, whose
+// contacts the judge suspended, is refused next to the "accompanied" box,
+// the input kept; a supervised one is recorded.
+func TestWebInterventionKeepsTheJudgesOrders(t *testing.T) {
+	d := startWebDemo(t)
+	w := newWebClient(t, d)
+	w.signIn(d.env["ASE"])
+	leo := "/dossiers/" + d.env["CASE_LEO"]
+	_, body := w.get(leo + "/intervention")
+	if !strings.Contains(body, `name="contactWith"`) || !strings.Contains(body, `value="mecs-les-tilleuls"`) {
+		t.Fatalf("the intervention form lists no members or family:\n%s", mainOf(body))
+	}
+	form := url.Values{"csrf": {hidden(body, "csrf")}, "cle": {hidden(body, "cle")}, "institution": {"mecs-les-tilleuls"},
+		"description": {"Week-end chez le père"}, "modalities": {"hébergement"}, "timing": {"un week-end sur deux"},
+		"start": {"2026-12-12"}, "contactWith": {d.env["FATHER_ID"]}}
+	before := caseVersion(t, d)
+	res, body := w.post(leo+"/intervention", form, d.url)
+	if res.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(body, `id="erreur-supervised"`) ||
+		!strings.Contains(body, "suspendu les contacts") || !strings.Contains(body, "Week-end chez le père") {
+		t.Errorf("an unsupervised contact with the father: %d\n%s", res.StatusCode, mainOf(body))
+	}
+	if caseVersion(t, d) != before {
+		t.Error("the refused intervention was recorded")
+	}
+	form.Set("supervised", "oui")
+	form.Set("description", "Visite médiatisée avec le père")
+	if res, _ := w.post(leo+"/intervention", form, d.url); res.Request.URL.Path != leo || caseVersion(t, d) != before+1 {
+		t.Errorf("a supervised contact: ended on %s (%d), version %d", res.Request.URL.Path, res.StatusCode, caseVersion(t, d))
+	}
+}

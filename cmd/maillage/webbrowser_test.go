@@ -256,6 +256,8 @@ func TestWebEachViewerSeesWhatThePolicyLets(t *testing.T) {
 	screenshot(t, mecs, "dossier-mecs")
 	do(t, mecs, chromedp.Navigate(leo+"/synthese"), chromedp.WaitVisible(chromedp.ID("champ-participants")))
 	violations["réunion"] = axeAudit(t, mecs, tools, "formulaire de réunion")
+	do(t, mecs, chromedp.Navigate(leo+"/intervention"), chromedp.WaitVisible(chromedp.ID("champ-institution")))
+	violations["intervention"] = axeAudit(t, mecs, tools, "formulaire d'intervention")
 	screenshot(t, mecs, "formulaire-reunion")
 	do(t, mecs, chromedp.Navigate(leo+"/imprimer"), chromedp.WaitVisible(chromedp.CSS("h1")))
 	violations["impression"] = axeAudit(t, mecs, tools, "compte rendu imprimable")
