@@ -46,9 +46,9 @@ func TestMetricsAfterTheDemoCarryNoPersonalData(t *testing.T) {
 		`{"type":"ObservationRecorded","payload":{"summary":"Samira Haddad est venue au rendez-vous."}}`), 201)
 	s.timeline("CASE_LEO", "FATHER")
 	s.timeline("CASE_LEO", "MECS")
-	s.do("GET", "/v1/cases/"+s.vars["CASE_LEO"], "AED", "") // 404: not a member
+	s.do("GET", "/v1/cases/"+s.vars["CASE_LEO"], "AED", "")    // 404: not a member
 	s.do("GET", "/v1/no/such/"+s.vars["CASE_NOAH"], "ASE", "") // unmatched API route (the web view answers the others)
-	s.do("GET", "/v1/me", "", "")                           // 401
+	s.do("GET", "/v1/me", "", "")                              // 401
 
 	scrape := s.do("GET", "/metrics", "", "")
 	wantStatus(t, scrape, 200)
