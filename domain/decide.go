@@ -54,6 +54,8 @@ func Decide(s *State, cmd Command, now time.Time) ([]Event, error) {
 	occurred := cmd.OccurredAt
 	if occurred.IsZero() {
 		occurred = now
+	} else if err := CheckDate("occurredAt", occurred); err != nil {
+		return nil, err
 	}
 	if err := checkOccurredUntil(cmd.Payload, occurred); err != nil {
 		return nil, err

@@ -275,6 +275,11 @@ func (u UncertainDate) validate() error {
 	if u.OccurredUntil != nil && u.OccurredUntil.IsZero() {
 		return Invalid("occurredUntil", "date de fin vide : omettez le champ ou donnez une date")
 	}
+	if u.OccurredUntil != nil {
+		if err := CheckDate("occurredUntil", *u.OccurredUntil); err != nil {
+			return err
+		}
+	}
 	return enumValue("dateCertainty", u.DateCertainty, dateCertainties)
 }
 
@@ -469,12 +474,15 @@ func requiredTime(field string, t time.Time) error {
 	if t.IsZero() {
 		return Invalid(field, "la date est obligatoire")
 	}
-	return nil
+	return CheckDate(field, t)
 }
 
 func optionalTime(field string, t *time.Time) error {
 	if t != nil && t.IsZero() {
 		return Invalid(field, "la date est vide : renseignez-la ou omettez le champ")
+	}
+	if t != nil {
+		return CheckDate(field, *t)
 	}
 	return nil
 }

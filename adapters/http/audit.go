@@ -172,6 +172,10 @@ func (h *Handler) accessFilter(w http.ResponseWriter, r *http.Request, defaultWi
 					Detail: t.name + " : une date RFC 3339 est attendue, par ex. 2026-01-31T00:00:00Z", Rule: "invalid_field", Field: t.name})
 				return f, false
 			}
+			if err := domain.CheckDate(t.name, v); err != nil {
+				writeError(w, r, h.log, err)
+				return f, false
+			}
 			*t.dst = v
 		}
 	}

@@ -126,6 +126,12 @@ func (h *Handler) record(w http.ResponseWriter, r *http.Request, caseID domain.C
 		return
 	}
 	if body.OccurredAt != nil {
+		// A date given is checked, never taken for "not given" (the zero
+		// time would otherwise be replaced by now).
+		if err := domain.CheckDate("occurredAt", *body.OccurredAt); err != nil {
+			writeError(w, r, h.log, err)
+			return
+		}
 		req.Command.OccurredAt = *body.OccurredAt
 	}
 	if body.CorrelationID != nil {

@@ -44,6 +44,10 @@ func (h *Handler) readOptions(w http.ResponseWriter, r *http.Request) (projectio
 				Detail: "asOf : une date RFC 3339 est attendue, par ex. 2026-03-05T18:00:00+01:00", Rule: "invalid_field", Field: "asOf"})
 			return o, false
 		}
+		if err := domain.CheckDate("asOf", t); err != nil {
+			writeError(w, r, h.log, err)
+			return o, false
+		}
 		o.AsOf = t
 	}
 	pos, ok := queryUint(w, r, q.Get("minPosition"), "minPosition", 0, 1<<63-1)
