@@ -55,6 +55,7 @@ type Log struct {
 	js  jetstream.JetStream
 	cfg config
 	now func() time.Time
+	gc  *groupCommit // nil: one publish per record (WithoutGroupCommit)
 }
 
 var _ domain.AccessLog = (*Log)(nil)
@@ -70,6 +71,20 @@ type config struct {
 	log       *slog.Logger
 	deletable bool          // tests: records and seals can be deleted, as by someone tampering below the application
 	keys      personal.Keys // nil: purposes stored as given (WithPersonalData)
+	serial    bool          // one publish per record, as before group commit (WithoutGroupCommit)
+	noIndex   bool          // tests: batches stay in the write-ahead stream, as after a crash
+}
+
+// WithoutGroupCommit makes every Record one publish of its own, fsynced
+// before the next, as before group commit: for comparison benchmarks.
+func WithoutGroupCommit() Option {
+	return func(c *config) error { c.serial = true; return nil }
+}
+
+// withoutIndexing leaves every batch in the write-ahead stream, as a crash
+// right after it was written does (tests of Open's recovery).
+func withoutIndexing() Option {
+	return func(c *config) error { c.noIndex = true; return nil }
 }
 
 // WithStream sets the stream name and subject prefix (defaults
@@ -143,6 +158,10 @@ func Open(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Log, er
 		Discard:     jetstream.DiscardOld,
 		DenyDelete:  !cfg.deletable,
 		DenyPurge:   !cfg.deletable,
+		// Group commit copies records in atomic batches, each record
+		// under a message id so that a copy made twice is stored once.
+		AllowAtomicPublish: true,
+		Duplicates:         2 * time.Minute,
 	})
 	if err != nil {
 		return nil, unavailable("create stream", err)
@@ -150,6 +169,16 @@ func Open(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Log, er
 	l := &Log{js: js, cfg: cfg, now: time.Now}
 	if err := l.openSeals(ctx); err != nil {
 		return nil, unavailable("create the seals stream", err)
+	}
+	if err := l.openWAL(ctx); err != nil {
+		return nil, unavailable("create the write-ahead stream", err)
+	}
+	if err := l.reconcile(ctx); err != nil {
+		return nil, unavailable("copy the records left in the write-ahead stream", err)
+	}
+	if !cfg.serial {
+		l.gc = newGroupCommit(l)
+		l.gc.noIndex = cfg.noIndex
 	}
 	return l, nil
 }
@@ -188,8 +217,25 @@ func (l *Log) Record(ctx context.Context, r domain.AccessRecord) error {
 	if err != nil {
 		return err
 	}
-	if _, err := l.js.Publish(ctx, l.Subject(r), b); err != nil {
+	if l.gc != nil {
+		err = l.gc.record(ctx, l.Subject(r), b)
+	} else {
+		_, err = l.js.Publish(ctx, l.Subject(r), b)
+	}
+	if err != nil {
 		return unavailable("record", err)
+	}
+	return nil
+}
+
+// caughtUp waits until the records this Log made durable are in the
+// records stream (groupcommit.go).
+func (l *Log) caughtUp(ctx context.Context) error {
+	if l.gc == nil {
+		return nil
+	}
+	if err := l.gc.caughtUp(ctx); err != nil {
+		return unavailable("wait for the records to be copied", err)
 	}
 	return nil
 }
@@ -208,6 +254,9 @@ func Purpose(p string) string {
 // of them (audit.DefaultAccessLimit when 0). Errors wrap
 // domain.ErrStoreUnavailable when the server failed.
 func (l *Log) Access(ctx context.Context, f audit.AccessFilter) ([]domain.AccessRecord, error) {
+	if err := l.caughtUp(ctx); err != nil {
+		return nil, err
+	}
 	limit := f.Limit
 	if limit <= 0 {
 		limit = audit.DefaultAccessLimit

@@ -74,6 +74,9 @@ func (l *Log) lastSeal(ctx context.Context) (*audit.AccessSeal, uint64, error) {
 // sealed at the same time (they go into the next seal). Errors wrap
 // domain.ErrStoreUnavailable when the server failed.
 func (l *Log) Seal(ctx context.Context, key ed25519.PrivateKey) (uint64, error) {
+	if err := l.caughtUp(ctx); err != nil {
+		return 0, err
+	}
 	prev, prevSeq, err := l.lastSeal(ctx)
 	if err != nil {
 		return 0, unavailable("read the last seal", err)
@@ -182,6 +185,9 @@ func (l *Log) Seals(ctx context.Context) ([]audit.AccessSeal, error) {
 // progress, when not nil, is called now and then with the stream sequence
 // reached and the last one.
 func (l *Log) VerifySeals(ctx context.Context, keys audit.Keys, progress func(seq, last uint64)) (audit.AccessReport, error) {
+	if err := l.caughtUp(ctx); err != nil {
+		return audit.AccessReport{}, err
+	}
 	seals, err := l.Seals(ctx)
 	if err != nil {
 		return audit.AccessReport{}, err
