@@ -180,7 +180,10 @@ func (s *Store) consume(ctx context.Context, filter string, startSeq uint64, fol
 	}
 	var delivered uint64
 	for {
-		m, err := it.Next(jetstream.NextContext(ctx))
+		m, err := s.next(ctx, it, cons, follow)
+		if errors.Is(err, errReadToEnd) {
+			return nil
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				if follow {
