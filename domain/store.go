@@ -34,6 +34,16 @@ var (
 	// the outcome of an append is unknown and the caller may retry it (it is
 	// idempotent).
 	ErrStoreUnavailable = errors.New("event store unavailable")
+	// ErrStorageFull: the disk the store writes to is full (or its storage
+	// budget is spent). Nothing was written; the same request succeeds once
+	// space is freed. Errors wrapping it also wrap ErrStoreUnavailable.
+	ErrStorageFull = errors.New("storage full")
+	// ErrCaseDamaged: the store holds less of the case than was
+	// acknowledged and signed (events lost or altered on disk), so the case
+	// is read-only: appending would record a different event at a signed
+	// sequence, forking its history. Nothing was written; the data
+	// directory is to be restored from a backup (docs/operations.md).
+	ErrCaseDamaged = errors.New("case damaged: the store lost acknowledged events")
 )
 
 // AppendResult is what a successful Append recorded: the case's new version

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -29,6 +30,13 @@ func WithRequestObserver(o RequestObserver) Option { return func(h *Handler) { h
 // ReadinessCheck is one condition /readyz checks: nil when ready. It must
 // return promptly once ctx ends.
 type ReadinessCheck func(ctx context.Context) error
+
+// NotReady is an error a readiness check returns to say why, in French:
+// /readyz shows Reason after the check's name. /readyz is not
+// authenticated: a reason names no case and holds nothing of one.
+type NotReady struct{ Reason string }
+
+func (e *NotReady) Error() string { return e.Reason }
 
 type namedCheck struct {
 	name  string
@@ -68,7 +76,12 @@ func (h *Handler) readyz(w http.ResponseWriter, r *http.Request) {
 		if results[i] != nil {
 			requestLog(r.Context(), h.log).Warn("not ready", "check", c.name, "err", results[i])
 			checks[c.name] = "failing"
-			failing = append(failing, c.name)
+			name := c.name
+			var nr *NotReady
+			if errors.As(results[i], &nr) {
+				name += " (" + nr.Reason + ")"
+			}
+			failing = append(failing, name)
 			continue
 		}
 		checks[c.name] = "ok"

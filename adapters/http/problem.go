@@ -38,6 +38,9 @@ func writeProblem(w http.ResponseWriter, r *http.Request, p Problem) {
 	_ = json.NewEncoder(w).Encode(p)
 }
 
+// storageFullDetail says what a full disk means to whoever is refused.
+const storageFullDetail = "le disque du répertoire de données est plein : libérez de la place ; aucune donnée enregistrée n'est perdue"
+
 // codeStatus maps domain error codes to HTTP statuses: the only place that
 // knows both.
 var codeStatus = map[string]int{
@@ -80,6 +83,17 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	case errors.Is(err, directory.ErrUnknownInstitution):
 		writeProblem(w, r, Problem{Type: problemType("unknown_institution"), Title: codeTitle[domain.EInvalid], Status: http.StatusBadRequest,
 			Detail: "cette institution n'est pas dans l'annuaire", Rule: "unknown_institution", Field: "payload.institution"})
+	case errors.Is(err, domain.ErrStorageFull):
+		// Before the access log's refusal: a read not recorded because the
+		// disk is full is answered as the disk being full.
+		log.Error("storage full: request refused", "err", err)
+		w.Header().Set("Retry-After", "30")
+		writeProblem(w, r, Problem{Type: problemType("storage_full"), Title: "Espace disque épuisé", Status: http.StatusInsufficientStorage,
+			Detail: storageFullDetail, Rule: "storage_full"})
+	case errors.Is(err, domain.ErrCaseDamaged):
+		log.Error("case damaged: command refused", "err", err)
+		writeProblem(w, r, Problem{Type: problemType("case_damaged"), Title: "Dossier en lecture seule", Status: http.StatusServiceUnavailable,
+			Detail: "le journal a perdu ou altéré des événements déjà enregistrés et signés de ce dossier : il reste lisible mais n'accepte plus de commande ; restaurez le répertoire de données depuis une sauvegarde, puis lancez maillage audit verify", Rule: "case_damaged"})
 	case errors.Is(err, reads.ErrNotRecorded):
 		log.Error("access log unavailable: read refused", "err", err)
 		w.Header().Set("Retry-After", "1")

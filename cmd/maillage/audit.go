@@ -369,6 +369,8 @@ func printReport(w io.Writer, rep audit.Report, took time.Duration, signed bool)
 		}
 		fmt.Fprintln(w)
 	}
+	fmt.Fprintln(w, "Ces dossiers sont en lecture seule sur le serveur. Arrêtez-le, restaurez le répertoire de données depuis la dernière sauvegarde, "+
+		"relancez maillage audit verify, puis redémarrez (docs/operations.md, « Dossiers endommagés »).")
 	first := rep.Breaks[0]
 	return fmt.Errorf("%w: %d case(s); first: case %s, link %d (%s)", errChainBroken, len(rep.Breaks), first.CaseID, first.Sequence, first.Field)
 }

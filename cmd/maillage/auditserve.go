@@ -99,7 +99,6 @@ func (m *Main) openAudit(ctx context.Context) error {
 		return err
 	}
 	raw := m.events
-	m.events = personal.NewStore(raw, m.keys)
 	signerOpts := []checkpoints.SignerOption{checkpoints.WithEvery(m.SignEvery), checkpoints.WithLogger(m.log.With("component", "head-signer"))}
 	if m.metrics != nil {
 		signerOpts = append(signerOpts, checkpoints.WithRegisterer(m.metrics))
@@ -107,6 +106,12 @@ func (m *Main) openAudit(ctx context.Context) error {
 	if m.signer, err = checkpoints.NewSigner(raw, m.heads, key, signerOpts...); err != nil {
 		return err
 	}
+	// Appends go through the signer's guard: a case the store lost signed
+	// events of is read-only (faults.go).
+	if err := m.signer.Load(ctx); err != nil {
+		return fmt.Errorf("signed heads: %w", err)
+	}
+	m.events = personal.NewStore(m.signer.Guard(raw), m.keys)
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	var running sync.WaitGroup
 	running.Go(func() {

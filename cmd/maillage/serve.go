@@ -160,7 +160,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	m.reads = reads.New(m.cases, m.readsOptions()...)
 	api := mhttp.NewHandler(m.cases, m.directory, mhttp.WithLogger(m.log), mhttp.WithRequestObserver(httpMetrics), mhttp.WithReads(m.reads),
 		mhttp.WithReadiness("store", storeReady(m.events)),
-		mhttp.WithReadModels(m.readModel), mhttp.WithReadiness("projections", projectionsReady(m.readModel)), m.auditHTTP())
+		mhttp.WithReadModels(m.readModel), mhttp.WithReadiness("projections", projectionsReady(m.readModel)), m.auditHTTP(), m.faultsHTTP())
 	root, err := m.withWeb(withMetrics(api, m.metrics, m.log)) // the web application under / (webserve.go)
 	if err != nil {
 		return err

@@ -32,11 +32,13 @@ type Signer struct {
 	key   ed25519.PrivateKey
 	cfg   signerConfig
 
-	mu      sync.Mutex
-	chains  map[domain.CaseID]*chainState
-	dirty   map[domain.CaseID]struct{}
-	done    domain.Position // every event up to it was checked
-	changed chan struct{}   // closed and replaced when done moves
+	mu       sync.Mutex
+	chains   map[domain.CaseID]*chainState
+	dirty    map[domain.CaseID]struct{}
+	done     domain.Position // every event up to it was checked
+	changed  chan struct{}   // closed and replaced when done moves
+	loaded   bool            // the latest signed heads are in chains
+	caughtUp bool            // every event the store held at start was checked: see damage.go
 
 	signed prometheus.Counter
 	broken prometheus.Gauge
@@ -144,22 +146,26 @@ func (s *Signer) PublicKey() ed25519.PublicKey { return s.key.Public().(ed25519.
 // tries again every few seconds from where it was; when the latest signed
 // heads cannot be read, it returns the error.
 func (s *Signer) Run(ctx context.Context) error {
-	latest, err := s.heads.All(ctx, true)
-	if err != nil {
+	if err := s.Load(ctx); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	for i := range latest {
-		h := latest[i]
-		s.chains[h.CaseID] = &chainState{head: domain.Genesis(h.CaseID), signed: &h}
-	}
-	s.mu.Unlock()
 	followed := make(chan error, 1)
 	follow := func() {
 		s.mu.Lock()
 		from := s.done
 		s.mu.Unlock()
-		go func() { followed <- s.store.Follow(ctx, from, s.check) }()
+		go func() {
+			// What the store holds now first, to the end, so that the
+			// cases behind their signed head are known (damage.go).
+			if err := s.catchUp(ctx, from); err != nil {
+				followed <- err
+				return
+			}
+			s.mu.Lock()
+			from = s.done
+			s.mu.Unlock()
+			followed <- s.store.Follow(ctx, from, s.check)
+		}()
 	}
 	follow()
 	tick := time.NewTicker(s.cfg.every)
