@@ -42,6 +42,10 @@ const (
 	maxBatchBytes   = 512 << 10 // well under the default 1 MiB message limit
 	walTimeout      = 10 * time.Second
 	walVersion      = 1
+	// maxFlushes batches may be in flight at once. The server writes a
+	// stream's messages one after another: two in flight measured no
+	// better than one (docs/store.md).
+	maxFlushes = 1
 )
 
 // pendingRecord is a record queued by Record, answered on done.
@@ -77,7 +81,7 @@ type groupCommit struct {
 
 	mu       sync.Mutex
 	pending  []*pendingRecord
-	flushing bool
+	flushing int // flushes running, up to maxFlushes
 
 	imu      sync.Mutex
 	queue    []walBatch
@@ -100,8 +104,8 @@ func (g *groupCommit) record(ctx context.Context, subject string, data []byte) e
 	p := &pendingRecord{subject: subject, data: data, done: make(chan error, 1)}
 	g.mu.Lock()
 	g.pending = append(g.pending, p)
-	if !g.flushing {
-		g.flushing = true
+	if g.flushing < maxFlushes {
+		g.flushing++
 		go g.flush()
 	}
 	g.mu.Unlock()
@@ -129,7 +133,8 @@ func (g *groupCommit) flush() {
 			n++
 		}
 		if n == 0 {
-			g.pending, g.flushing = nil, false
+			g.pending = nil
+			g.flushing--
 			g.mu.Unlock()
 			return
 		}
