@@ -28,6 +28,8 @@ Usage:
   maillage projections rebuild|bench    rebuild the read models and their snapshot; measure them (docs/projections.md)
   maillage audit verify|replay|export   check hash chains and signed heads; a case as of a date; export (docs/audit.md)
   maillage case erase <case> --reason   destroy a case's personal data (docs/personal-data.md)
+  maillage backup --out FILE            back up the running store consistently; --erasures-only: the erasure list (docs/operations.md)
+  maillage restore --in FILE --data DIR restore a backup into a new data directory, re-applying later erasures
   maillage partner credentials <inst>   issue the NATS credentials of an institution's partner feed (docs/feeds.md)
   maillage partner revoke <inst>        revoke every credentials issued to an institution until now
   maillage partner cluster-config       the nats-server stanza a NATS cluster needs to carry the feeds (--feeds-nats)
@@ -69,6 +71,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runAudit(ctx, args[1:], stdout, stderr)
 	case "case":
 		return runCase(ctx, args[1:], stdout, stderr)
+	case "backup":
+		return runBackup(ctx, args[1:], stdout, stderr)
+	case "restore":
+		return runRestore(ctx, args[1:], stdout, stderr)
 	case "partner":
 		return runPartner(ctx, args[1:], stdout, stderr)
 	case "feed":
