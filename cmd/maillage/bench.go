@@ -21,6 +21,7 @@ Scenarios (docs/benchmarks.md):
   fanout    end-to-end latency to every member's feed
   read      timeline reads per viewer by concurrent readers on a generated dataset
   rebuild   fold every case's state over a generated history, against the raw ordered read
+  serve     the real server over HTTP: 64 timeline readers, 8 command writers, access log and feeds on (--duration default 20s)
   verify    verify every case's hash chain over a generated history, against the raw ordered read
 
 Flags:
@@ -82,7 +83,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		defer pprof.StopCPUProfile()
 	}
-	report, err := bench.Run(ctx, scenario, opts)
+	report, err := runScenario(ctx, scenario, opts, stderr)
 	if err != nil {
 		return fmt.Errorf("bench %s: %w", scenario, err)
 	}
