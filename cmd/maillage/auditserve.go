@@ -44,6 +44,7 @@ type auditConfig struct {
 	heads      *checkpoints.Heads
 	signer     *checkpoints.Signer
 	stopSigner func()
+	faultsConfig // full disk, damaged cases: see faults.go
 }
 
 // auditFlags adds serve's flags for the audit components.
@@ -98,7 +99,13 @@ func (m *Main) openAudit(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	raw := m.events
+	if err := m.startStorageGuard(); err != nil {
+		return err
+	}
+	if err := m.registerFaultMetrics(); err != nil {
+		return err
+	}
+	raw := m.storageGuarded(m.events)
 	signerOpts := []checkpoints.SignerOption{checkpoints.WithEvery(m.SignEvery), checkpoints.WithLogger(m.log.With("component", "head-signer"))}
 	if m.metrics != nil {
 		signerOpts = append(signerOpts, checkpoints.WithRegisterer(m.metrics))
@@ -158,7 +165,7 @@ func (m *Main) auditHTTP() mhttp.Option {
 // readsOptions give the reads service the read models, the access log and
 // the signed heads.
 func (m *Main) readsOptions() []reads.Option {
-	opts := []reads.Option{reads.WithReadModels(m.readModel), reads.WithAccessLog(m.accessLog)}
+	opts := []reads.Option{reads.WithReadModels(m.readModel), reads.WithAccessLog(m.recordingAccessLog())}
 	if m.signer != nil {
 		opts = append(opts, reads.WithSignedHeads(m.heads))
 	}
@@ -172,6 +179,7 @@ func (m *Main) closeAudit() error {
 		m.stopSigner()
 		m.stopSigner = nil
 	}
+	m.closeStorage()
 	var err error
 	if m.keys != nil {
 		err = m.keys.Close()

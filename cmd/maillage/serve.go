@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -222,7 +223,11 @@ func (m *Main) Close() error {
 		errs = append(errs, err)
 	}
 	if m.readModel != nil {
-		if err := m.readModel.Close(); err != nil {
+		if err := m.readModel.Close(); errors.Is(err, syscall.ENOSPC) {
+			// The snapshot only saves time at the next start, which then
+			// reads the store again: a full disk loses nothing.
+			m.log.Warn("read models: snapshot not written, the disk is full; the next start rebuilds them from the store", "err", err)
+		} else if err != nil {
 			errs = append(errs, fmt.Errorf("read models: %w", err))
 		}
 		m.readModel = nil
