@@ -35,6 +35,7 @@ type config struct {
 	stallAfter    time.Duration
 	dropDelivery  func(seq uint64) bool // tests: a consumer that receives messages and never delivers them
 	unsynced      bool                  // embedded server without an fsync per write (loading benchmark datasets)
+	groupMin      int                   // smallest group of waiting appends sent as one atomic batch; 0: no group commit
 }
 
 func defaultConfig() config {
@@ -46,6 +47,7 @@ func defaultConfig() config {
 		subjectPrefix: DefaultSubjectPrefix,
 		format:        FormatBinary,
 		stallAfter:    defaultStallAfter,
+		groupMin:      DefaultGroupCommit,
 	}
 }
 
@@ -175,6 +177,22 @@ func WithFormat(format string) Option {
 			return fmt.Errorf("jetstream: WithFormat: unknown format %q", format)
 		}
 		c.format = format
+		return nil
+	}
+}
+
+// WithGroupCommit sets the smallest group of appends, waiting while others
+// are published, that goes out as one atomic batch stored with one fsync
+// (default DefaultGroupCommit; smaller groups go as concurrent publishes;
+// 1 counts as 2). 0 turns group commit off: every append is published at
+// once, whatever the concurrency. An append never waits when nothing is in
+// flight. See docs/store.md, "Group commit".
+func WithGroupCommit(n int) Option {
+	return func(c *config) error {
+		if n < 0 {
+			return fmt.Errorf("jetstream: WithGroupCommit: %d, want 0 (off) or more", n)
+		}
+		c.groupMin = n
 		return nil
 	}
 }

@@ -27,6 +27,7 @@ type Store struct {
 	stream  jetstream.Stream
 	closed  chan struct{} // closed when nc is closed
 	replies *replyMux
+	group   *groupCommit // nil without group commit (see groupcommit.go)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -125,10 +126,20 @@ func Open(ctx context.Context, opts ...Option) (*Store, error) {
 		Discard:     jetstream.DiscardNew,
 		Duplicates:  cfg.dedupWindow,
 		AllowDirect: cfg.direct(),
+		// Group commit publishes concurrent appends as atomic batches.
+		AllowAtomicPublish: cfg.groupMin > 0,
 	})
 	if err != nil {
 		s.Close()
 		return nil, unavailable("create stream", err)
+	}
+	if cfg.groupMin > 0 {
+		// A server without atomic batches (before 2.12) ignores the setting.
+		if s.stream.CachedInfo().Config.AllowAtomicPublish {
+			s.group = newGroupCommit(s, cfg.groupMin)
+		} else {
+			s.log.Info("jetstream: the server has no atomic batch publish: appends are published one by one")
+		}
 	}
 	return s, nil
 }
@@ -153,6 +164,9 @@ func (s *Store) Subject(id domain.CaseID) string { return s.cfg.subjectPrefix + 
 // until it has. Calls in progress fail with ErrStoreUnavailable.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
+		if s.group != nil {
+			s.group.close() // lets a batch in flight finish
+		}
 		if s.nc != nil {
 			if err := s.nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 				s.closeErr = err
@@ -233,16 +247,14 @@ func (s *Store) Append(ctx context.Context, expectedVersion uint64, events []dom
 		if attempt > maxAppendAttempts {
 			return domain.AppendResult{}, fmt.Errorf("%w: case %s: the last message of its subject keeps changing", domain.ErrVersionConflict, id)
 		}
-		ack, err := s.js.PublishMsg(ctx, msg,
-			jetstream.WithMsgID(events[0].ID.String()),
-			jetstream.WithExpectLastSequencePerSubject(head.seq))
+		ack, err := s.publish(ctx, id, msg, events[0].ID.String(), expectedVersion, head.seq, version)
 		switch {
 		case err == nil && ack.Duplicate:
 			return s.duplicateOf(ctx, ack.Sequence, expectedVersion, events)
 		case err == nil:
 			s.learn(id, caseHead{version: version, seq: ack.Sequence})
 			return domain.AppendResult{Version: version, Position: EncodePosition(ack.Sequence, n-1)}, nil
-		case isWrongLastSequence(err):
+		case isWrongLastSequence(err) || errors.Is(err, errStaleHead):
 			// Someone appended since the head was learnt.
 			if head, err = s.lastHead(ctx, id); err != nil {
 				return domain.AppendResult{}, err
@@ -256,6 +268,15 @@ func (s *Store) Append(ctx context.Context, expectedVersion uint64, events []dom
 			return domain.AppendResult{}, unavailable("append", err)
 		}
 	}
+}
+
+// publish stores the message of an append expecting the subject's last
+// sequence to be expectSeq: through group commit when on, else alone.
+func (s *Store) publish(ctx context.Context, id domain.CaseID, msg *nats.Msg, msgID string, expected, expectSeq, version uint64) (*jetstream.PubAck, error) {
+	if s.group != nil {
+		return s.group.publish(ctx, id, msg, msgID, expected, expectSeq, version)
+	}
+	return s.js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID), jetstream.WithExpectLastSequencePerSubject(expectSeq))
 }
 
 // notAtExpected settles an append whose case is not at the expected version:
