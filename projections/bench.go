@@ -118,6 +118,10 @@ func (r *Runner) MeasureReads(ctx context.Context, samples int) (ReadTimings, er
 		id := ids[i*len(ids)/t.Samples]
 		c := m.get(id)
 		c.mu.Lock()
+		if err := m.warmLocked(c); err != nil {
+			c.mu.Unlock()
+			return t, err
+		}
 		v := domain.Viewer{Role: domain.RoleProfessional, Institution: c.state.Coordinator}
 		c.mu.Unlock()
 		o := ReadOptions{}

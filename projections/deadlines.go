@@ -116,7 +116,8 @@ func (m *models) institutionDeadlines(ctx context.Context, inst domain.Instituti
 		}
 	}
 	slices.SortFunc(out.Deadlines, func(a, b Deadline) int {
-		return cmp.Or(a.Due.Compare(b.Due), cmp.Compare(a.ChildReference, b.ChildReference), cmp.Compare(a.Kind, b.Kind))
+		return cmp.Or(a.Due.Compare(b.Due), cmp.Compare(a.ChildReference, b.ChildReference), cmp.Compare(a.Kind, b.Kind),
+			cmp.Compare(a.Institution, b.Institution), cmp.Compare(a.CaseID.String(), b.CaseID.String()))
 	})
 	return out, nil
 }

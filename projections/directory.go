@@ -56,6 +56,9 @@ var referentTypes = map[domain.EventType]bool{domain.CaseOpened: true, domain.Pa
 // data, sealed in the log and in the access state: they are read from those
 // events, opened.
 func (m *models) memberCase(ctx context.Context, c *caseModel, v domain.Viewer, now time.Time) (MemberCase, bool, error) {
+	if err := m.warmLocked(c); err != nil {
+		return MemberCase{}, false, err
+	}
 	mb, ok := c.state.Members[v.Institution]
 	if !ok || !mb.Active() {
 		return MemberCase{}, false, nil

@@ -39,6 +39,9 @@ func (m *models) read(ctx context.Context, id domain.CaseID, v domain.Viewer, no
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if err := m.warmLocked(c); err != nil {
+		return err
+	}
 	if !domain.MayKnow(c.state, v) {
 		return domain.ErrNotFound
 	}

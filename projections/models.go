@@ -3,6 +3,7 @@ package projections
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,8 +20,14 @@ import (
 // cross-case ones (membership index, observatory facts) are kept up to date
 // as events are applied.
 //
+// A case restored from the snapshot is cold: its log and summary (facts,
+// memberships) are there, its access state is folded from the log the first
+// time the case is read or changed (warm), so that a restart does not fold
+// every case before it is ready.
+//
 // Locking: mu guards the maps; each case has its own mutex, held while it is
-// changed or read. A case's mutex may be taken before mu, never after.
+// changed or read. A case's mutex may be taken before mu or dirtyMu, never
+// after.
 type models struct {
 	zones zoneCache
 	open  opener // nil: events are read as stored
@@ -30,6 +37,9 @@ type models struct {
 	members map[domain.InstitutionID]map[domain.CaseID]struct{} // active memberships
 	events  atomic.Int64
 	obs     monthCache // the observatory's closed months
+
+	dirtyMu sync.Mutex
+	dirty   map[domain.CaseID]*caseModel // changed since the snapshot last took them (see checkpoint)
 }
 
 // caseModel is one case's read model.
@@ -37,8 +47,14 @@ type caseModel struct {
 	mu    sync.Mutex
 	id    domain.CaseID
 	log   caseLog
-	state *domain.State
+	state *domain.State // nil while cold (see warmLocked)
 	facts caseFacts
+	// active are the institutions the membership index holds for the case
+	// (see index), kept for its summary.
+	active []domain.InstitutionID
+	// saved and savedN are the bytes and events of the log the snapshot
+	// files hold; the rest is written by the next checkpoint.
+	saved, savedN int
 }
 
 // caseFacts are what the observatory counts of a case, kept as its events
@@ -69,7 +85,45 @@ type sharedChange struct {
 type opener func(ctx context.Context, id domain.CaseID, events []domain.Event) ([]domain.Event, error)
 
 func newModels(open opener) *models {
-	return &models{open: open, cases: map[domain.CaseID]*caseModel{}, members: map[domain.InstitutionID]map[domain.CaseID]struct{}{}}
+	return &models{open: open, cases: map[domain.CaseID]*caseModel{}, members: map[domain.InstitutionID]map[domain.CaseID]struct{}{},
+		dirty: map[domain.CaseID]*caseModel{}}
+}
+
+// warmLocked folds a cold case's access state from its log; the caller
+// holds c.mu. The events were checked when they were first applied.
+func (m *models) warmLocked(c *caseModel) error {
+	if c.state != nil {
+		return nil
+	}
+	events, err := c.log.events(c.id, &m.zones, nil)
+	if err != nil {
+		return err
+	}
+	st := domain.NewState(c.id)
+	for _, e := range events {
+		st.Apply(e)
+		delete(st.EventIDs, e.ID) // as applyLocked
+	}
+	c.state = st
+	return nil
+}
+
+// takeDirty returns the cases changed since the last call, and forgets them.
+func (m *models) takeDirty() map[domain.CaseID]*caseModel {
+	m.dirtyMu.Lock()
+	defer m.dirtyMu.Unlock()
+	d := m.dirty
+	m.dirty = map[domain.CaseID]*caseModel{}
+	return d
+}
+
+// putDirty gives back cases a checkpoint could not write.
+func (m *models) putDirty(d map[domain.CaseID]*caseModel) {
+	m.dirtyMu.Lock()
+	defer m.dirtyMu.Unlock()
+	for id, c := range d {
+		m.dirty[id] = c
+	}
 }
 
 // ProjectionError is an event the read models could not apply: they stop
@@ -118,7 +172,7 @@ func (m *models) apply(e domain.Event) error {
 	c := m.getOrCreate(e.CaseID)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return m.applyLocked(c, e, true)
+	return m.applyLocked(c, e)
 }
 
 // factTypes are the types whose payload the membership index and the
@@ -128,31 +182,34 @@ var factTypes = map[domain.EventType]bool{
 	domain.PlacementChanged: true, domain.CrisisDeclared: true, domain.CaseClosed: true,
 }
 
-// applyLocked applies e to a locked case. A recorded event (fresh) is
-// appended to the log and its payload checked; one restored from a snapshot
-// is already in the log and was checked when first applied, so only the
-// payloads the facts need are decoded again.
-func (m *models) applyLocked(c *caseModel, e domain.Event, fresh bool) error {
-	if e.Sequence <= c.state.Version {
+// applyLocked applies a recorded event to a locked case: its payload is
+// checked, it is appended to the log and folded into the access state and
+// the facts.
+func (m *models) applyLocked(c *caseModel, e domain.Event) error {
+	if e.Sequence <= uint64(c.log.n) {
 		return nil
 	}
 	fail := func(err error) error {
 		return &ProjectionError{CaseID: e.CaseID, Sequence: e.Sequence, Type: e.Type, Position: e.Position, Err: err}
 	}
-	if e.Sequence != c.state.Version+1 {
-		return fail(fmt.Errorf("sequence gap: the case is at version %d", c.state.Version))
+	if e.Sequence != uint64(c.log.n)+1 {
+		return fail(fmt.Errorf("sequence gap: the case is at version %d", c.log.n))
+	}
+	if err := m.warmLocked(c); err != nil {
+		return fail(err)
 	}
 	var payload domain.Payload
-	if e.Known() && (fresh || factTypes[e.Type]) {
+	if e.Known() {
 		p, err := e.Decode()
 		if err != nil {
 			return fail(fmt.Errorf("payload does not decode: %w", err))
 		}
 		payload = p
 	}
-	if fresh {
-		c.log.append(e)
-	}
+	c.log.append(e)
+	m.dirtyMu.Lock()
+	m.dirty[c.id] = c
+	m.dirtyMu.Unlock()
 	c.state.Apply(e)
 	// The access state's idempotency index is the command path's business;
 	// the read models do not need it and it would hold a map entry per event.
@@ -206,6 +263,11 @@ func (f *caseFacts) noteShared(st *domain.State, t time.Time) {
 // index records whether inst is now an active member of the case.
 func (m *models) index(c *caseModel, inst domain.InstitutionID) {
 	active := c.state.IsMember(inst)
+	if i, found := slices.BinarySearch(c.active, inst); active && !found {
+		c.active = slices.Insert(c.active, i, inst)
+	} else if !active && found {
+		c.active = slices.Delete(c.active, i, i+1)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	set := m.members[inst]
@@ -220,18 +282,55 @@ func (m *models) index(c *caseModel, inst domain.InstitutionID) {
 	}
 }
 
-// restore refolds a case from a log read from a snapshot.
-func (m *models) restore(id domain.CaseID, log caseLog) error {
-	events, err := log.events(id, &m.zones, nil)
-	if err != nil {
-		return err
+// restoreCold adds a case read from the snapshot, cold: its log, facts and
+// current memberships, its access state folded when it is first needed.
+// The models are not in use yet.
+func (m *models) restoreCold(id domain.CaseID, log caseLog, f caseFacts, members []domain.InstitutionID) {
+	c := &caseModel{id: id, log: log, facts: f, active: members, saved: len(log.b), savedN: log.n}
+	m.cases[id] = c
+	for _, inst := range members {
+		set := m.members[inst]
+		if set == nil {
+			set = map[domain.CaseID]struct{}{}
+			m.members[inst] = set
+		}
+		set[id] = struct{}{}
 	}
-	c := m.getOrCreate(id)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.log = log
-	for _, e := range events {
-		if err := m.applyLocked(c, e, false); err != nil {
+	if !f.opened.IsZero() {
+		m.obs.opened(f.opened)
+	}
+	m.events.Add(int64(log.n))
+}
+
+// reindex sets a cold case's current members in the membership index, as
+// a snapshot's segment says. The models are not in use yet.
+func (m *models) reindex(c *caseModel, members []domain.InstitutionID) {
+	for _, inst := range c.active {
+		delete(m.members[inst], c.id)
+	}
+	for _, inst := range members {
+		set := m.members[inst]
+		if set == nil {
+			set = map[domain.CaseID]struct{}{}
+			m.members[inst] = set
+		}
+		set[c.id] = struct{}{}
+	}
+	c.active = members
+}
+
+// warmAll folds the access state of every cold case, one at a time, until
+// ctx ends: after a restart, so that the reads across cases find them warm.
+func (m *models) warmAll(ctx context.Context) error {
+	for _, id := range m.caseIDs() {
+		if ctx.Err() != nil {
+			return nil
+		}
+		c := m.get(id)
+		c.mu.Lock()
+		err := m.warmLocked(c)
+		c.mu.Unlock()
+		if err != nil {
 			return err
 		}
 	}

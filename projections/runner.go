@@ -81,6 +81,7 @@ type Runner struct {
 	watch watchSet // see watch.go
 
 	saveMu sync.Mutex
+	snap   snapshotFiles // guarded by saveMu
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
@@ -119,10 +120,12 @@ func WithClock(now func() time.Time) Option {
 	}
 }
 
-// WithSnapshot keeps the read models and their checkpoint in a file: loaded
-// at Start (when it matches the store), written atomically at Close and
-// every WithSnapshotInterval. Without it the runner rebuilds from the
-// store's beginning at each start.
+// WithSnapshot keeps the read models and their checkpoint in a file and a
+// delta file next to it (path + ".delta"): loaded at Start (when they match
+// the store), with what changed appended to the delta file every
+// WithSnapshotInterval and at Close, and the whole written again now and
+// then (see snapshot.go). Without it the runner rebuilds from the store's
+// beginning at each start.
 func WithSnapshot(path string) Option {
 	return func(r *Runner) error {
 		r.snapshotPath = path
@@ -130,8 +133,10 @@ func WithSnapshot(path string) Option {
 	}
 }
 
-// WithSnapshotInterval sets how often a started runner writes its snapshot
-// when it moved (default 10 minutes; 0: only at Close).
+// WithSnapshotInterval sets how often a started runner checkpoints its
+// snapshot when it moved (default 5 seconds; 0: only at Close). What a
+// crash loses is read again from the store at the next start: about an
+// interval's worth of events.
 func WithSnapshotInterval(d time.Duration) Option {
 	return func(r *Runner) error {
 		if d < 0 {
@@ -181,7 +186,7 @@ func WithSynthesisInterval(d time.Duration) Option {
 
 // NewRunner returns a runner over src; Start it, or Rebuild it.
 func NewRunner(src Source, opts ...Option) (*Runner, error) {
-	r := &Runner{src: src, log: slog.New(slog.DiscardHandler), now: time.Now, snapshotEvery: 10 * time.Minute, maxWait: 2 * time.Second,
+	r := &Runner{src: src, log: slog.New(slog.DiscardHandler), now: time.Now, snapshotEvery: 5 * time.Second, maxWait: 2 * time.Second,
 		rules: deadlineRules{horizon: 30 * 24 * time.Hour, synthesisInterval: 183 * 24 * time.Hour}, advanced: make(chan struct{})}
 	for _, o := range opts {
 		if err := o(r); err != nil {
@@ -217,7 +222,10 @@ func (r *Runner) Start(ctx context.Context) error {
 			r.reset()
 		default:
 			cases, events := r.m().counts()
-			r.log.Info("projections: snapshot loaded", "position", r.Position(), "cases", cases, "events", events, "took", time.Since(start))
+			r.saveMu.Lock()
+			segments := r.snap.segments
+			r.saveMu.Unlock()
+			r.log.Info("projections: snapshot loaded", "position", r.Position(), "segments", segments, "cases", cases, "events", events, "took", time.Since(start))
 		}
 	}
 	ctx, r.cancel = context.WithCancel(ctx)
@@ -237,8 +245,8 @@ func (r *Runner) reset() {
 	r.mu.Unlock()
 }
 
-// Close stops following and writes the snapshot (when configured and the
-// checkpoint moved since it was last written or loaded).
+// Close stops following and checkpoints the snapshot (when configured and
+// the read models moved since it was last written or loaded).
 func (r *Runner) Close() error {
 	r.mu.Lock()
 	started := r.started
@@ -253,15 +261,7 @@ func (r *Runner) Close() error {
 	if r.snapshotPath == "" {
 		return nil
 	}
-	r.mu.Lock()
-	unmoved := r.pos == r.savedPos && r.pos > 0
-	r.mu.Unlock()
-	if unmoved {
-		// The snapshot holds everything up to the checkpoint already; cases
-		// read ahead of it are applied again from the store at next start.
-		return nil
-	}
-	return r.SaveSnapshot()
+	return r.checkpoint()
 }
 
 func (r *Runner) run(ctx context.Context) {
@@ -311,6 +311,15 @@ func (r *Runner) catchUp(ctx context.Context) error {
 	r.mu.Unlock()
 	cases, events := r.m().counts()
 	r.log.Info("projections: caught up with the store", "position", r.Position(), "cases", cases, "events", events, "took", time.Since(start))
+	// Cases restored from the snapshot are folded when first read; the
+	// reads across cases would fold them all at once, so they are folded
+	// now, in the background, one at a time.
+	m := r.m()
+	r.wg.Go(func() {
+		if err := m.warmAll(ctx); err != nil {
+			r.log.Error("projections: folding a case restored from the snapshot failed", "err", err)
+		}
+	})
 	return nil
 }
 
@@ -553,7 +562,7 @@ func (r *Runner) pullCase(ctx context.Context, id domain.CaseID) error {
 	var version uint64
 	if c := r.m().get(id); c != nil {
 		c.mu.Lock()
-		version = c.state.Version
+		version = uint64(c.log.n)
 		c.mu.Unlock()
 	}
 	events, err := r.src.ReadCase(ctx, id, version)

@@ -92,6 +92,9 @@ func dump(t testing.TB, r *Runner) string {
 	for _, id := range ids {
 		c := r.m().get(id)
 		c.mu.Lock()
+		if err := r.m().warmLocked(c); err != nil {
+			t.Fatal(err)
+		}
 		vs := []domain.Viewer{{Role: domain.RoleAuditor}}
 		for inst := range c.state.Members {
 			vs = append(vs, domain.Viewer{Role: domain.RoleProfessional, Institution: inst})
