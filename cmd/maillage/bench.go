@@ -21,6 +21,7 @@ Scenarios (docs/benchmarks.md):
   fanout    end-to-end latency to every member's feed
   read      timeline reads per viewer by concurrent readers on a generated dataset
   rebuild   fold every case's state over a generated history, against the raw ordered read
+  restart   the real server killed with SIGKILL and restarted: time until /readyz, and RSS (--events, --kills)
   serve     the real server over HTTP: 64 timeline readers, 8 command writers, access log and feeds on (--duration default 20s)
   verify    verify every case's hash chain over a generated history, against the raw ordered read
 
@@ -30,6 +31,9 @@ Flags:
 // runBench runs one benchmark scenario: a table on stdout, progress on
 // stderr, and optionally the report as JSON and CPU or heap profiles.
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "restart" {
+		return runRestartBench(ctx, args[1:], stdout, stderr) // the real server, killed and restarted: benchrestart.go
+	}
 	fs := flag.NewFlagSet("maillage bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, benchUsage); fs.PrintDefaults() }
