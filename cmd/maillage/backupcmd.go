@@ -327,7 +327,7 @@ func restoreInto(ctx context.Context, in, data string, erasures map[domain.CaseI
 		return backup.Report{}, err
 	}
 	defer lock.Close()
-	srv, err := backup.StartEmbedded(filepath.Join(data, "jetstream"))
+	srv, err := backup.StartEmbeddedForRestore(filepath.Join(data, "jetstream"))
 	if err != nil {
 		return backup.Report{}, err
 	}

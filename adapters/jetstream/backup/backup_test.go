@@ -123,7 +123,7 @@ func read(t *testing.T, path string) backup.Contents {
 
 func restore(t *testing.T, path, dir string, erasures map[domain.CaseID]personal.Erasure) backup.Report {
 	t.Helper()
-	srv, err := backup.StartEmbedded(filepath.Join(dir, "jetstream"))
+	srv, err := backup.StartEmbeddedForRestore(filepath.Join(dir, "jetstream"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -337,7 +337,7 @@ func TestDamagedOrPartialFilesAreRefused(t *testing.T) {
 	f, _ := os.Open(list)
 	defer f.Close()
 	target := t.TempDir()
-	srv, err := backup.StartEmbedded(filepath.Join(target, "jetstream"))
+	srv, err := backup.StartEmbeddedForRestore(filepath.Join(target, "jetstream"))
 	if err != nil {
 		t.Fatal(err)
 	}

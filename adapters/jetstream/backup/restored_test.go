@@ -47,7 +47,7 @@ func TestARestoredStreamIsItsStateAtTheSnapshotUnderWrites(t *testing.T) {
 		file := filepath.Join(dir, "b")
 		sum := backupTo(t, src, file)
 		target := filepath.Join(dir, "r")
-		srv, err := backup.StartEmbedded(filepath.Join(target, "jetstream"))
+		srv, err := backup.StartEmbeddedForRestore(filepath.Join(target, "jetstream"))
 		if err != nil {
 			t.Fatal(err)
 		}
