@@ -50,6 +50,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&opts.Events, "events", 0, "read, rebuild, verify: events generated (default 100000 for read, 1000000 otherwise)")
 	fs.IntVar(&opts.EventsPerCase, "events-per-case", 0, "mean length of a generated case (default 50)")
 	fs.IntVar(&opts.Batch, "batch", 1, "events per message when writing generated cases: 1 as commands store them, 0 a whole case per message")
+	fs.StringVar(&opts.Peer, "peer", "", "append: also measure a peer in the same run: postgres (an events table on a PostgreSQL server the bench starts; skipped when not installed)")
+	fs.IntVar(&opts.GroupCommit, "group-commit", 0, "append: smallest group of waiting appends sent as one atomic batch: 0 the store's default (8), -1 no group commit")
 	fs.BoolVar(&opts.Listen, "listen", false, "let the embedded server listen on a local port, as serve --nats-listen does (reads then check the store)")
 	fs.Int64Var(&opts.Seed, "seed", 0, "generator seed (default 1)")
 	fs.StringVar(&jsonPath, "json", "", "also write the report as JSON to this file")

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"time"
@@ -64,6 +65,36 @@ func Append(ctx context.Context, opts Options) (*Report, error) {
 	}
 	rawMeter := &meter{phase: "raw durable publish", unit: "msg"}
 	domainMeter := &meter{phase: "append via domain/cases", unit: "cmd"}
+	var peer *pgPeer
+	var peerMeter *meter
+	var peerOp func(context.Context, int, int) error
+	switch opts.Peer {
+	case "":
+	case PeerPostgres:
+		e.progress("append: starting the Postgres peer")
+		// A row as large as the stored message (headers and body).
+		row := make([]byte, 0, msgSize(sample))
+		for len(row) < cap(row) {
+			row = append(row, sample.Data[:min(len(sample.Data), cap(row)-len(row))]...)
+		}
+		peer, err = startPostgres(ctx, opts.Writers, opts.Cases, row)
+		switch {
+		case errors.Is(err, ErrNoPostgres):
+			e.progress("append: %s", err)
+			r.Notes = append(r.Notes, err.Error())
+		case err != nil:
+			return nil, err
+		default:
+			defer peer.Close()
+			peerMeter = &meter{phase: "postgres events table (peer)", unit: "tx"}
+			peerOp = peer.op(opts.Seed, opts.Writers)
+			r.Notes = append(r.Notes, fmt.Sprintf("peer: PostgreSQL %s started by the bench on a unix socket, table events(position identity, stream uuid, version bigint, data bytea of %d bytes: the stored message's size, unique (stream, version)), "+
+				"one INSERT per command in its own transaction, fsync and synchronous_commit on (concurrent commits share a WAL flush), %d connections; its CPU is another process's, not in cpu us/op",
+				peer.version(ctx), msgSize(sample), opts.Writers))
+		}
+	default:
+		return nil, fmt.Errorf("append: unknown peer %q (known: %s)", opts.Peer, PeerPostgres)
+	}
 	rounds := max(1, int(opts.Duration/time.Second))
 	for round := range rounds {
 		e.progress("append: round %d/%d: raw durable publishes, then commands through domain/cases", round+1, rounds)
@@ -73,10 +104,26 @@ func Append(ctx context.Context, opts Options) (*Report, error) {
 		if err := domainMeter.run(ctx, opts.Writers, opts.Duration/time.Duration(rounds), record); err != nil {
 			return nil, err
 		}
+		if peerMeter != nil {
+			if err := peerMeter.run(ctx, opts.Writers, opts.Duration/time.Duration(rounds), peerOp); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if st := e.store.GroupStats(); st.Batches > 0 {
+		r.Notes = append(r.Notes, fmt.Sprintf("group commit: %d of the appends went out in %d atomic batches (%.1f per batch), %d batches refused as a whole and split",
+			st.Appends, st.Batches, float64(st.Appends)/float64(st.Batches), st.Refused))
+	} else {
+		r.Notes = append(r.Notes, "group commit: no atomic batch (every append published alone)")
 	}
 	raw, domainRow := rawMeter.row(), domainMeter.row()
 	r.Rows = append(r.Rows, raw, domainRow)
 	r.Ratios = append(r.Ratios, ratio("append via domain / raw durable publish", domainRow.Rate/raw.Rate, 0.8, false))
+	if peerMeter != nil {
+		pg := peerMeter.row()
+		r.Rows = append(r.Rows, pg)
+		r.Ratios = append(r.Ratios, ratio("append via domain / postgres peer", domainRow.Rate/pg.Rate, 1.5, false))
+	}
 	return r, nil
 }
 

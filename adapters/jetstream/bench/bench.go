@@ -65,6 +65,14 @@ type Options struct {
 	// of a cached case asks the store whether it moved. Without it the
 	// store is the only writer and trusts the heads it learnt.
 	Listen bool
+	// GroupCommit is the smallest group of waiting appends the store sends
+	// as one atomic batch (jetstream.WithGroupCommit): 0 for the store's
+	// default, -1 for no group commit (every append published at once).
+	GroupCommit int
+	// Peer of the append scenario: PeerPostgres measures, in the same run,
+	// a PostgreSQL events table written by as many writers (skipped, with a
+	// note, when PostgreSQL is not installed); "" for none.
+	Peer string
 	// Seed of the generator (default 1).
 	Seed int64
 	// Progress receives progress lines of long phases (default: none).
@@ -259,6 +267,12 @@ func (e *env) open(ctx context.Context, opts ...jetstream.Option) (*jetstream.St
 	base := []jetstream.Option{jetstream.WithEmbedded(e.dir), jetstream.WithLogger(e.opts.Log)}
 	if e.opts.Listen {
 		base = append(base, jetstream.WithListen("127.0.0.1:0"))
+	}
+	switch {
+	case e.opts.GroupCommit < 0:
+		base = append(base, jetstream.WithGroupCommit(0))
+	case e.opts.GroupCommit > 0:
+		base = append(base, jetstream.WithGroupCommit(e.opts.GroupCommit))
 	}
 	return jetstream.Open(ctx, append(base, opts...)...)
 }
