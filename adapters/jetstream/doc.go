@@ -53,6 +53,16 @@
 // detected. Failures to reach the server are domain.ErrStoreUnavailable
 // wrapping the cause.
 //
+// # Group commit
+//
+// An append that finds others of the store in flight waits; what waits then
+// goes out together: from WithGroupCommit's size on (8) as one JetStream
+// atomic batch, each message with its own expected subject sequence and
+// message id, stored with one fsync or not at all (a refused batch is split
+// and each append published alone, with the algorithm above), fewer as
+// concurrent publishes. A lone append publishes at once. See groupcommit.go
+// and docs/store.md.
+//
 // # Reads
 //
 // On a single replica, ReadCase uses batched direct gets of the case's
