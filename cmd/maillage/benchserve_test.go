@@ -23,7 +23,7 @@ func TestBenchServeSmoke(t *testing.T) {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	if runtime.GOOS == "linux" { // CPU, RSS and load are read from /proc
-		for _, want := range []string{"all requests: server process CPU", "note: server RSS over time", "note: load average before", "µs per request"} {
+		for _, want := range []string{"all requests: server process CPU", "note: server RSS/Go heap in use over time", "note: load average before", "µs per request"} {
 			if !strings.Contains(string(out), want) {
 				t.Errorf("no %q in:\n%s", want, out)
 			}

@@ -1,13 +1,16 @@
 package servebench
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
+	"net/http"
 	"os"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,6 +36,7 @@ type measured struct {
 type sample struct {
 	at    time.Duration
 	rss   uint64
+	heap  uint64        // the server's Go heap in use (/metrics), 0 if unknown
 	cpu   time.Duration // since the phase started
 	reads int64
 }
@@ -44,7 +48,7 @@ func (r *run) measure(ctx context.Context) (*measured, error) {
 	pid := r.proc.Process.Pid
 	cpu0, rss0, statErr := procStats(pid)
 	if statErr == nil {
-		m.samples = append(m.samples, sample{rss: rss0})
+		m.samples = append(m.samples, sample{rss: rss0, heap: r.heapInUse(ctx)})
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Duration)
 	defer cancel()
@@ -120,11 +124,11 @@ func (r *run) measure(ctx context.Context) (*measured, error) {
 				if err != nil {
 					return
 				}
-				s := sample{at: time.Since(start).Round(time.Second), rss: rss, cpu: cpu - cpu0, reads: readCount.Load()}
+				s := sample{at: time.Since(start).Round(time.Second), rss: rss, heap: r.heapInUse(ctx), cpu: cpu - cpu0, reads: readCount.Load()}
 				mu.Lock()
 				m.samples = append(m.samples, s)
 				mu.Unlock()
-				r.progress("serve: t=%2ds  rss %6.1f MiB  server cpu %5.1fs  reads %d", int(s.at.Seconds()), mib(s.rss), s.cpu.Seconds(), s.reads)
+				r.progress("serve: t=%2ds  rss %6.1f MiB  heap %6.1f MiB  server cpu %5.1fs  reads %d", int(s.at.Seconds()), mib(s.rss), mib(s.heap), s.cpu.Seconds(), s.reads)
 			}
 		}()
 	}
@@ -209,13 +213,40 @@ func (r *run) report(m *measured, setup string) *bench.Report {
 			if i > 0 {
 				b.WriteString("  ")
 			}
-			fmt.Fprintf(&b, "%ds %.0f", int(s.at.Seconds()), mib(s.rss))
+			fmt.Fprintf(&b, "%ds %.0f/%.0f", int(s.at.Seconds()), mib(s.rss), mib(s.heap))
 		}
-		rep.Notes = append(rep.Notes, "server RSS over time (s MiB, every second): "+b.String())
+		rep.Notes = append(rep.Notes, "server RSS/Go heap in use over time (s MiB/MiB, every second; heap from /metrics, 0 if unread): "+b.String())
 	}
 	if m.firstError != nil {
 		rep.Notes = append(rep.Notes, "first error: "+m.firstError.Error())
 	}
 	rep.Notes = append(rep.Notes, "appends against a Postgres events table: maillage bench append --peer postgres (issue 14); in-process reads without HTTP or access records: maillage bench read")
 	return rep
+}
+
+// heapInUse reads the server's Go heap in use from its /metrics
+// (go_memstats_heap_inuse_bytes), 0 when it cannot: it tells what of the
+// RSS is live Go memory (the embedded nats-server's caches included).
+func (r *run) heapInUse(ctx context.Context) uint64 {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.url+"/metrics", nil)
+	if err != nil {
+		return 0
+	}
+	res, err := r.client.Do(req)
+	if err != nil {
+		return 0
+	}
+	defer res.Body.Close()
+	sc := bufio.NewScanner(res.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "go_memstats_heap_inuse_bytes "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return 0
+			}
+			return uint64(f)
+		}
+	}
+	return 0
 }
