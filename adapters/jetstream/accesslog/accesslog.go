@@ -16,6 +16,11 @@
 // institutions are organisations. The purpose, free text, is sealed with
 // the case's key (WithPersonalData), so that the case's erasure reaches it.
 //
+// Concurrent records share their durable write (group commit,
+// groupcommit.go): they go out as one batch message to a write-ahead
+// stream, each Record returning once its batch is on disk, and are then
+// copied to MAILLAGE_ACCESS, one message per record as above.
+//
 // The log is also tamper-evident: the server seals its records now and
 // then, signing their digest (seal.go, audit.AccessSeal), and
 // VerifySeals finds a sealed record altered, removed or added.
@@ -196,7 +201,8 @@ func (l *Log) Subject(r domain.AccessRecord) string {
 	return l.cfg.prefix + "." + r.CaseID.String() + "." + role + "." + inst
 }
 
-// Record appends a record, durably, before it returns. A record without a
+// Record appends a record, durably, before it returns: concurrent calls
+// share one write (groupcommit.go). A record without a
 // case, a role or a time is refused; a purpose is cut to 200 characters on
 // one line. Errors wrap domain.ErrStoreUnavailable when the server failed:
 // the read must then not be served.
