@@ -42,7 +42,8 @@ func runRestartBench(ctx context.Context, args []string, stdout, stderr io.Write
 	perCase := fs.Int("events-per-case", 50, "mean length of a generated case")
 	kills := fs.Int("kills", 3, "kill -9 and restart this many times")
 	seed := fs.Int64("seed", 1, "generator seed")
-	dataDir := fs.String("data", "", "empty directory for the server's data (default: a temporary directory, removed after)")
+	dataDir := fs.String("data", "", "directory for the server's data: empty, or holding the store of an earlier run, used as it is (default: a temporary directory, removed after)")
+	settle := fs.Duration("settle", 30*time.Second, "how long after ready the resident set is read again (the read models fold their cases in the background)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -57,17 +58,35 @@ func runRestartBench(ctx context.Context, args []string, stdout, stderr io.Write
 		}
 		defer os.RemoveAll(dir)
 	}
-	fmt.Fprintf(stderr, "restart: writing %d generated events\n", *events)
-	start := time.Now()
-	n, cases, err := fillOneEventPerMessage(ctx, filepath.Join(dir, "jetstream"), *events, *perCase, *seed)
-	if err != nil {
-		return err
+	var n, cases int
+	_, err = os.Stat(filepath.Join(dir, "jetstream"))
+	reused := err == nil
+	if reused {
+		if n, cases, err = storedCounts(ctx, filepath.Join(dir, "jetstream")); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "maillage bench restart: the store of %s, %d events in %d cases (%d CPUs)\n", dir, n, cases, runtime.GOMAXPROCS(0))
+	} else {
+		fmt.Fprintf(stderr, "restart: writing %d generated events\n", *events)
+		start := time.Now()
+		if n, cases, err = fillOneEventPerMessage(ctx, filepath.Join(dir, "jetstream"), *events, *perCase, *seed); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "maillage bench restart: %d generated events in %d cases, one event per message, embedded JetStream (%d CPUs; written in %s)\n",
+			n, cases, runtime.GOMAXPROCS(0), time.Since(start).Round(time.Millisecond))
 	}
-	fmt.Fprintf(stdout, "maillage bench restart: %d generated events in %d cases, one event per message, embedded JetStream (%d CPUs; written in %s)\n",
-		n, cases, runtime.GOMAXPROCS(0), time.Since(start).Round(time.Millisecond))
-	fmt.Fprintf(stdout, "%-44s %10s %10s %10s %s\n", "start", "ready s", "RSS MiB", "B/event", "load average")
-	row := func(what string, ready time.Duration, rss uint64) {
-		fmt.Fprintf(stdout, "%-44s %10.2f %10.0f %10.0f %s\n", what, ready.Seconds(), float64(rss)/(1<<20), float64(rss)/float64(n), loadAvg())
+	fmt.Fprintf(stdout, "%-44s %8s %12s %12s %14s %s\n", "start", "ready s", "RSS MiB", "B/event", "settled MiB", "load average")
+	row := func(what string, ready time.Duration, srv *restartServer) error {
+		rss := srv.rss()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(*settle):
+		}
+		settled := srv.rss()
+		fmt.Fprintf(stdout, "%-44s %8.2f %12.0f %12.0f %8.0f (%4.0f) %s\n", what, ready.Seconds(), float64(rss)/(1<<20), float64(rss)/float64(n),
+			float64(settled)/(1<<20), float64(settled)/float64(n), loadAvg())
+		return nil
 	}
 	srv := &restartServer{exe: exe, dir: dir}
 	defer srv.kill()
@@ -78,13 +97,21 @@ func runRestartBench(ctx context.Context, args []string, stdout, stderr io.Write
 	if err := srv.waitCheckpoint(ctx); err != nil {
 		return err
 	}
-	row("first start (no snapshot: the whole store)", ready, srv.rss())
+	first := "first start (no snapshot: the whole store)"
+	if reused {
+		first = "first start (the data directory as found)"
+	}
+	if err := row(first, ready, srv); err != nil {
+		return err
+	}
 	for i := range *kills {
 		srv.kill()
 		if ready, err = srv.start(ctx); err != nil {
 			return err
 		}
-		row(fmt.Sprintf("after kill -9 (%d)", i+1), ready, srv.rss())
+		if err := row(fmt.Sprintf("after kill -9 (%d)", i+1), ready, srv); err != nil {
+			return err
+		}
 		if err := srv.waitCheckpoint(ctx); err != nil {
 			return err
 		}
@@ -98,7 +125,9 @@ func runRestartBench(ctx context.Context, args []string, stdout, stderr io.Write
 	if ready, err = srv.start(ctx); err != nil {
 		return err
 	}
-	row("after kill -9, snapshot deleted", ready, srv.rss())
+	if err := row("after kill -9, snapshot deleted", ready, srv); err != nil {
+		return err
+	}
 	srv.kill()
 	return nil
 }
@@ -154,6 +183,22 @@ func fillOneEventPerMessage(ctx context.Context, dir string, events, perCase int
 		return 0, 0, err
 	}
 	return int(written.Load()), int(cases.Load()), nil
+}
+
+// storedCounts reads how many events (one per message) and cases
+// (subjects) a store holds.
+func storedCounts(ctx context.Context, dir string) (int, int, error) {
+	store, err := jetstream.Open(ctx, jetstream.WithEmbedded(dir), jetstream.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		return 0, 0, err
+	}
+	defer store.Close()
+	stream, err := store.JetStream().Stream(ctx, store.StreamName())
+	if err != nil {
+		return 0, 0, err
+	}
+	st := stream.CachedInfo().State
+	return int(st.Msgs), int(st.NumSubjects), nil
 }
 
 // restartServer is `maillage serve` as a subprocess.
