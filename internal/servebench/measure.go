@@ -27,6 +27,7 @@ type measured struct {
 	writeErrors   int64
 	firstError    error
 	cpu           time.Duration // the server's, during the phase
+	clientCPU     time.Duration // the load generator's (this process), during the phase
 	samples       []sample
 	loadBefore    string
 	loadAfter     string
@@ -47,6 +48,7 @@ func (r *run) measure(ctx context.Context) (*measured, error) {
 	m := &measured{loadBefore: loadAverage()}
 	pid := r.proc.Process.Pid
 	cpu0, rss0, statErr := procStats(pid)
+	self0, _, _ := procStats(os.Getpid())
 	if statErr == nil {
 		m.samples = append(m.samples, sample{rss: rss0, heap: r.heapInUse(ctx)})
 	}
@@ -137,6 +139,9 @@ func (r *run) measure(ctx context.Context) (*measured, error) {
 	if cpu1, _, err := procStats(pid); err == nil && statErr == nil {
 		m.cpu = cpu1 - cpu0
 	}
+	if self1, _, err := procStats(os.Getpid()); err == nil && self0 > 0 {
+		m.clientCPU = self1 - self0
+	}
 	m.loadAfter = loadAverage()
 	if len(m.reads) == 0 && len(m.writes) == 0 {
 		return nil, fmt.Errorf("servebench: no request succeeded: %w", errors.Join(m.firstError, errors.New(r.logTail())))
@@ -202,8 +207,8 @@ func (r *run) report(m *measured, setup string) *bench.Report {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("load average before %s, after %s (the machine is shared: a busy one slows every figure but the CPU per request)", m.loadBefore, m.loadAfter))
 	}
 	if m.cpu > 0 {
-		rep.Notes = append(rep.Notes, fmt.Sprintf("server CPU %.1f s over %.1f s (%.2f cores), %.0f µs per request; the load generator's is not counted",
-			m.cpu.Seconds(), secs, m.cpu.Seconds()/secs, all.CPUPerOp))
+		rep.Notes = append(rep.Notes, fmt.Sprintf("server CPU %.1f s over %.1f s (%.2f cores), %.0f µs per request; the load generator's, not counted: %.1f s (%.2f cores)",
+			m.cpu.Seconds(), secs, m.cpu.Seconds()/secs, all.CPUPerOp, m.clientCPU.Seconds(), m.clientCPU.Seconds()/secs))
 	} else if !procStatsMeasured {
 		rep.Notes = append(rep.Notes, "server CPU and RSS not measured: they are read from /proc (Linux only)")
 	}
