@@ -41,7 +41,10 @@ func Read(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstr
 	unhook := context.AfterFunc(ctx, it.Stop)
 	defer unhook()
 	for delivered := uint64(0); delivered < pending; delivered++ {
-		m, err := it.Next(jetstream.NextContext(ctx))
+		m, err := next(ctx, it, cons)
+		if errors.Is(err, errNothingLeft) {
+			return nil
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return errors.Join(ctx.Err(), err)
@@ -58,4 +61,34 @@ func Read(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstr
 		}
 	}
 	return nil
+}
+
+// idle is how long Read waits for its next message before it asks its
+// consumer whether any is left.
+const idle = time.Second
+
+var errNothingLeft = errors.New("streamread: nothing left to read")
+
+// next returns the consumer's next message. Messages counted at the start
+// may be deleted before they are delivered (a write-ahead stream purged by
+// the server that copied it, a message the server dropped as damaged): then
+// none comes, and a read that waits more than idle asks the consumer; none
+// pending means the read is over (errNothingLeft), instead of waiting for
+// ever.
+func next(ctx context.Context, it jetstream.MessagesContext, cons jetstream.Consumer) (jetstream.Msg, error) {
+	for {
+		nctx, cancel := context.WithTimeout(ctx, idle)
+		m, err := it.Next(jetstream.NextContext(nctx))
+		cancel()
+		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+			return m, err
+		}
+		info, err := cons.Info(ctx)
+		if err != nil {
+			continue // the server is away: wait for it, within ctx
+		}
+		if info.NumPending == 0 {
+			return nil, errNothingLeft
+		}
+	}
 }
