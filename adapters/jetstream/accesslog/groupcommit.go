@@ -90,13 +90,14 @@ type groupCommit struct {
 	indexed  uint64        // of them, copied to the records stream
 	ierr     error         // the indexer's last failure, nil once it copied again
 	changed  chan struct{} // closed when indexed or ierr change
+	hurry    chan struct{} // caughtUp asks the indexer not to wait for its pace
 	lastPurg time.Time
 }
 
 func newGroupCommit(l *Log) *groupCommit {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
-	return &groupCommit{l: l, writer: hex.EncodeToString(b[:]), changed: make(chan struct{})}
+	return &groupCommit{l: l, writer: hex.EncodeToString(b[:]), changed: make(chan struct{}), hurry: make(chan struct{}, 1)}
 }
 
 // record queues a record and waits until it is durable.
@@ -235,6 +236,12 @@ func (g *groupCommit) enqueue(b walBatch) {
 func (g *groupCommit) caughtUp(ctx context.Context) error {
 	g.imu.Lock()
 	target := g.durable
+	if g.indexed < target {
+		select {
+		case g.hurry <- struct{}{}:
+		default:
+		}
+	}
 	for g.indexed < target {
 		if g.ierr != nil {
 			err := g.ierr
