@@ -41,8 +41,8 @@ func Read(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstr
 	unhook := context.AfterFunc(ctx, it.Stop)
 	defer unhook()
 	for delivered := uint64(0); delivered < pending; delivered++ {
-		m, err := next(ctx, it, cons)
-		if errors.Is(err, errNothingLeft) {
+		m, err := Next(ctx, it, cons)
+		if errors.Is(err, ErrNothingLeft) {
 			return nil
 		}
 		if err != nil {
@@ -67,15 +67,16 @@ func Read(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstr
 // consumer whether any is left.
 const idle = time.Second
 
-var errNothingLeft = errors.New("streamread: nothing left to read")
+// ErrNothingLeft: a read's consumer has nothing left to deliver.
+var ErrNothingLeft = errors.New("streamread: nothing left to read")
 
-// next returns the consumer's next message. Messages counted at the start
+// Next returns the consumer's next message, for a read (not a follow). Messages counted at the start
 // may be deleted before they are delivered (a write-ahead stream purged by
 // the server that copied it, a message the server dropped as damaged): then
 // none comes, and a read that waits more than idle asks the consumer; none
-// pending means the read is over (errNothingLeft), instead of waiting for
-// ever.
-func next(ctx context.Context, it jetstream.MessagesContext, cons jetstream.Consumer) (jetstream.Msg, error) {
+// pending means the read is over (ErrNothingLeft), instead of waiting for
+// ever. The event store's reads use it too.
+func Next(ctx context.Context, it jetstream.MessagesContext, cons jetstream.Consumer) (jetstream.Msg, error) {
 	for {
 		nctx, cancel := context.WithTimeout(ctx, idle)
 		m, err := it.Next(jetstream.NextContext(nctx))
@@ -88,7 +89,7 @@ func next(ctx context.Context, it jetstream.MessagesContext, cons jetstream.Cons
 			continue // the server is away: wait for it, within ctx
 		}
 		if info.NumPending == 0 {
-			return nil, errNothingLeft
+			return nil, ErrNothingLeft
 		}
 	}
 }
