@@ -178,9 +178,9 @@ func (s *Store) consume(ctx context.Context, filter string, startSeq uint64, fol
 		watch = s.watchStall(ctx, startSeq-1, it.Stop)
 		defer watch.stop()
 	}
-	var delivered uint64
+	var delivered, last uint64 // last: the stream sequence of the last message read
 	for {
-		m, err := s.next(ctx, it, cons, follow)
+		m, err := s.next(ctx, it, cons, follow, last)
 		if errors.Is(err, errReadToEnd) {
 			return nil
 		}
@@ -200,6 +200,7 @@ func (s *Store) consume(ctx context.Context, filter string, startSeq uint64, fol
 		if err != nil {
 			return unavailable("read", err)
 		}
+		last = meta.Sequence.Stream
 		if s.cfg.dropDelivery != nil && s.cfg.dropDelivery(meta.Sequence.Stream) {
 			continue
 		}

@@ -40,8 +40,9 @@ func Read(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstr
 	defer it.Stop()
 	unhook := context.AfterFunc(ctx, it.Stop)
 	defer unhook()
+	var last uint64 // the stream sequence of the last message read
 	for delivered := uint64(0); delivered < pending; delivered++ {
-		m, err := Next(ctx, it, cons)
+		m, err := Next(ctx, it, cons, last)
 		if errors.Is(err, ErrNothingLeft) {
 			return nil
 		}
@@ -56,8 +57,11 @@ func Read(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstr
 		}
 		// Messages counted at the start may have been deleted since: the
 		// last one says nothing is left, and none other will come.
-		if meta, err := m.Metadata(); err == nil && meta.NumPending == 0 {
-			return nil
+		if meta, err := m.Metadata(); err == nil {
+			if meta.NumPending == 0 {
+				return nil
+			}
+			last = meta.Sequence.Stream
 		}
 	}
 	return nil
@@ -75,8 +79,10 @@ var ErrNothingLeft = errors.New("streamread: nothing left to read")
 // the server that copied it, a message the server dropped as damaged): then
 // none comes, and a read that waits more than idle asks the consumer; none
 // pending means the read is over (ErrNothingLeft), instead of waiting for
-// ever. The event store's reads use it too.
-func Next(ctx context.Context, it jetstream.MessagesContext, cons jetstream.Consumer) (jetstream.Msg, error) {
+// ever. A consumer that delivered past last (the stream sequence of the
+// last message the caller read) has messages on their way to the caller, not
+// deleted ones: the read waits for them. The event store's reads use it too.
+func Next(ctx context.Context, it jetstream.MessagesContext, cons jetstream.Consumer, last uint64) (jetstream.Msg, error) {
 	for {
 		nctx, cancel := context.WithTimeout(ctx, idle)
 		m, err := it.Next(jetstream.NextContext(nctx))
@@ -88,7 +94,7 @@ func Next(ctx context.Context, it jetstream.MessagesContext, cons jetstream.Cons
 		if err != nil {
 			continue // the server is away: wait for it, within ctx
 		}
-		if info.NumPending == 0 {
+		if info.NumPending == 0 && info.Delivered.Stream <= last {
 			return nil, ErrNothingLeft
 		}
 	}
