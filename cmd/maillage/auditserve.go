@@ -38,12 +38,12 @@ type auditConfig struct {
 	// embedded NATS server, e.g. 127.0.0.1:4222; "" for none.
 	NatsListen string
 
-	dataLock   *os.File
-	keys       *casekeys.Keys
-	accessLog  *accesslog.Log
-	heads      *checkpoints.Heads
-	signer     *checkpoints.Signer
-	stopSigner func()
+	dataLock     *os.File
+	keys         *casekeys.Keys
+	accessLog    *accesslog.Log
+	heads        *checkpoints.Heads
+	signer       *checkpoints.Signer
+	stopSigner   func()
 	faultsConfig // full disk, damaged cases: see faults.go
 }
 
