@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -24,6 +25,7 @@ import (
 	"github.com/maillage/maillage/adapters/jetstream"
 	"github.com/maillage/maillage/domain"
 	"github.com/maillage/maillage/domain/generate"
+	"github.com/maillage/maillage/internal/servebench"
 )
 
 // runRestartBench is `maillage bench restart`: how long the real server
@@ -302,14 +304,5 @@ func (s *restartServer) kill() {
 	s.log.Close()
 }
 
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "-"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "-"
-	}
-	return strings.Join(f[:3], " ")
-}
+// loadAvg is the machine's load average, "-" where it is not known.
+func loadAvg() string { return cmp.Or(servebench.LoadAverage(), "-") }

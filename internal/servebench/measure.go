@@ -45,7 +45,7 @@ type sample struct {
 // measure runs the readers and writers for the configured duration, and
 // samples the server's RSS and CPU time every second.
 func (r *run) measure(ctx context.Context) (*measured, error) {
-	m := &measured{loadBefore: loadAverage()}
+	m := &measured{loadBefore: LoadAverage()}
 	pid := r.proc.Process.Pid
 	cpu0, rss0, statErr := procStats(pid)
 	self0, _, _ := procStats(os.Getpid())
@@ -142,7 +142,7 @@ func (r *run) measure(ctx context.Context) (*measured, error) {
 	if self1, _, err := procStats(os.Getpid()); err == nil && self0 > 0 {
 		m.clientCPU = self1 - self0
 	}
-	m.loadAfter = loadAverage()
+	m.loadAfter = LoadAverage()
 	if len(m.reads) == 0 && len(m.writes) == 0 {
 		return nil, fmt.Errorf("servebench: no request succeeded: %w", errors.Join(m.firstError, errors.New(r.logTail())))
 	}
@@ -151,9 +151,9 @@ func (r *run) measure(ctx context.Context) (*measured, error) {
 
 func mib(b uint64) float64 { return float64(b) / (1 << 20) }
 
-// loadAverage is the machine's load average (1, 5, 15 min), "" where
+// LoadAverage is the machine's load average (1, 5, 15 min), "" where
 // /proc/loadavg is not.
-func loadAverage() string {
+func LoadAverage() string {
 	b, err := os.ReadFile("/proc/loadavg")
 	if err != nil {
 		return ""
