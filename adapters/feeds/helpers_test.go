@@ -229,22 +229,15 @@ func readFeed(t *testing.T, nc *nats.Conn, inst domain.InstitutionID) []feedMsg 
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	js, err := njs.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stream, err := js.Stream(ctx, StreamName(inst))
-	if errors.Is(err, njs.ErrStreamNotFound) {
+	stream, ok := feedStream(t, ctx, nc, inst)
+	if !ok {
 		return nil
-	}
-	if err != nil {
-		t.Fatal(err)
 	}
 	cons, err := stream.OrderedConsumer(ctx, njs.OrderedConsumerConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer js.DeleteConsumer(context.Background(), StreamName(inst), cons.CachedInfo().Name)
+	defer stream.DeleteConsumer(context.Background(), cons.CachedInfo().Name)
 	pending := cons.CachedInfo().NumPending
 	var out []feedMsg
 	// A retraction deletes the message it retracts: what was counted may
@@ -364,4 +357,21 @@ func (e *env) checkFeed(inst domain.InstitutionID, id domain.CaseID) []feedMsg {
 		}
 	}
 	return mine
+}
+
+// feedStream returns inst's feed stream, false when it has none yet.
+func feedStream(t *testing.T, ctx context.Context, nc *nats.Conn, inst domain.InstitutionID) (njs.Stream, bool) {
+	t.Helper()
+	js, err := njs.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := js.Stream(ctx, StreamName(inst))
+	if errors.Is(err, njs.ErrStreamNotFound) {
+		return nil, false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stream, true
 }

@@ -277,16 +277,9 @@ func rawFeed(t *testing.T, e *env, inst domain.InstitutionID) []rawMsg {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(e.ctx, 20*time.Second)
 	defer cancel()
-	js, err := njs.New(e.feeds.Conn())
-	if err != nil {
-		t.Fatal(err)
-	}
-	stream, err := js.Stream(ctx, StreamName(inst))
-	if errors.Is(err, njs.ErrStreamNotFound) {
+	stream, ok := feedStream(t, ctx, e.feeds.Conn(), inst)
+	if !ok {
 		return nil
-	}
-	if err != nil {
-		t.Fatal(err)
 	}
 	var out []rawMsg
 	last := stream.CachedInfo().State.LastSeq
